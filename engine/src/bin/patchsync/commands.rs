@@ -1,0 +1,407 @@
+//! What each subcommand does.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use patchsync::generate::{EvolveOptions, GenerateOptions, changes_path, evolve, generate};
+use patchsync::model::{CategoryKind, UpdateId};
+use patchsync::store::Store;
+use patchsync::{Config, Engine, SyncOptions, UpdateQuery, status_of};
+
+use crate::progress::Progress;
+use crate::{Cli, Command, KindArg, StateArg, table};
+
+fn json<T: serde::Serialize>(v: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+/// Opens the store read-only, so queries work while a sync writes.
+fn reader(config: &Path) -> Result<(Config, Store)> {
+    let cfg = Config::load(config)?;
+    let store = Store::open_read_only(&cfg.store_path)?;
+    Ok((cfg, store))
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Init { force } => init(&cli.config, force),
+        Command::Sync {
+            full,
+            json: as_json,
+        } => sync(&cli.config, full, as_json),
+        Command::Categories {
+            kind,
+            json: as_json,
+        } => {
+            let (_, store) = reader(&cli.config)?;
+            let kind = kind.map(|k| match k {
+                KindArg::Company => CategoryKind::Company,
+                KindArg::ProductFamily => CategoryKind::ProductFamily,
+                KindArg::Product => CategoryKind::Product,
+                KindArg::Classification => CategoryKind::UpdateClassification,
+            });
+            let rows = store.categories(kind)?;
+            if as_json {
+                return json(&rows);
+            }
+            let out: Vec<Vec<String>> = rows
+                .into_iter()
+                .map(|r| vec![r.id, r.kind, r.title, r.parent.unwrap_or_default()])
+                .collect();
+            table::print(&["ID", "KIND", "TITLE", "PARENT"], &out);
+            Ok(())
+        }
+        Command::Updates {
+            kb,
+            product,
+            classification,
+            state,
+            leaves,
+            json: as_json,
+        } => {
+            let (_, store) = reader(&cli.config)?;
+            let q = UpdateQuery {
+                kb,
+                product,
+                classification,
+                state: Some(
+                    match state {
+                        StateArg::Active => "active",
+                        StateArg::Expired => "expired",
+                        StateArg::All => "all",
+                    }
+                    .into(),
+                ),
+                all_types: false,
+                leaves,
+            };
+            let rows = store.updates(&q)?;
+            if as_json {
+                return json(&rows);
+            }
+            let out: Vec<Vec<String>> = rows
+                .into_iter()
+                .map(|r| {
+                    vec![
+                        r.id,
+                        r.revision.to_string(),
+                        r.kb.map(|k| format!("KB{k}")).unwrap_or_default(),
+                        r.classification.unwrap_or_default(),
+                        r.severity.unwrap_or_default(),
+                        r.state,
+                        r.title.unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            table::print(
+                &[
+                    "ID",
+                    "REV",
+                    "KB",
+                    "CLASSIFICATION",
+                    "SEVERITY",
+                    "STATE",
+                    "TITLE",
+                ],
+                &out,
+            );
+            Ok(())
+        }
+        Command::Show {
+            id,
+            json: as_json,
+            xml,
+        } => {
+            let (_, store) = reader(&cli.config)?;
+            let id = UpdateId::parse(&id).map_err(anyhow::Error::msg)?;
+            let u = store.show(id, xml)?;
+            if xml && !as_json {
+                println!("{}", u.raw_xml.unwrap_or_default());
+                return Ok(());
+            }
+            if as_json {
+                return json(&u);
+            }
+            print_show(&u);
+            Ok(())
+        }
+        Command::Status { json: as_json } => {
+            let cfg = Config::load(&cli.config)?;
+            if !cfg.store_path.exists() {
+                bail!(
+                    "site {} has no store yet at {}; run `patchsync sync`",
+                    cfg.site_name,
+                    cfg.store_path.display()
+                );
+            }
+            let store = Store::open_read_only(&cfg.store_path)?;
+            let s = status_of(&store, &cfg)?;
+            if as_json {
+                return json(&s);
+            }
+            let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
+            println!("site:               {}", s.site);
+            println!("state:              {}", s.state);
+            println!("last sync started:  {}", opt(&s.last_sync_started));
+            println!("last sync finished: {}", opt(&s.last_sync_finished));
+            println!("last success:       {}", opt(&s.last_success));
+            println!("last error:         {}", opt(&s.last_error));
+            println!("catalog version:    {}", s.catalog_version);
+            println!(
+                "updates:            {} active, {} expired",
+                s.updates_active, s.updates_expired
+            );
+            println!("categories:         {}", s.categories);
+            println!("detectoids:         {}", s.detectoids);
+            println!("content digest:     {}", s.content_digest);
+            println!("store:              {}", s.store.display());
+            println!("log:                {}", s.log.display());
+            Ok(())
+        }
+        Command::History {
+            limit,
+            json: as_json,
+        } => {
+            let (_, store) = reader(&cli.config)?;
+            let rows = store.history(limit)?;
+            if as_json {
+                return json(&rows);
+            }
+            let n = |o: Option<u64>| o.map(|x| x.to_string()).unwrap_or_else(|| "-".into());
+            let out: Vec<Vec<String>> = rows
+                .into_iter()
+                .map(|r| {
+                    vec![
+                        r.id.to_string(),
+                        r.started,
+                        r.status,
+                        n(r.catalog_version),
+                        n(r.new),
+                        n(r.revised),
+                        n(r.expired),
+                        n(r.removed),
+                        n(r.unchanged),
+                        n(r.duration_ms),
+                        r.error.unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            table::print(
+                &[
+                    "RUN",
+                    "STARTED",
+                    "STATUS",
+                    "VERSION",
+                    "NEW",
+                    "REVISED",
+                    "EXPIRED",
+                    "REMOVED",
+                    "UNCHANGED",
+                    "MS",
+                    "ERROR",
+                ],
+                &out,
+            );
+            Ok(())
+        }
+        Command::GenerateCatalog {
+            updates,
+            seed,
+            out,
+            evolve_from,
+            change_percent,
+            categories_from,
+        } => {
+            match evolve_from {
+                Some(from) => {
+                    let m = evolve(
+                        &from,
+                        &out,
+                        &EvolveOptions {
+                            seed,
+                            change_percent,
+                        },
+                    )?;
+                    eprintln!(
+                        "Wrote {} ({} records): {} new, {} revised, {} expired, {} removed; changes in {}",
+                        out.display(),
+                        m.records_after,
+                        m.new.len(),
+                        m.revised.len(),
+                        m.expired.len(),
+                        m.removed.len(),
+                        changes_path(&out).display()
+                    );
+                }
+                None => {
+                    let s = generate(
+                        &out,
+                        &GenerateOptions {
+                            updates,
+                            seed,
+                            categories_from,
+                        },
+                    )?;
+                    eprintln!(
+                        "Wrote {}: {} records ({} categories, {} detectoids, {} bundles, {} leaves, {} standalone)",
+                        out.display(),
+                        s.records,
+                        s.categories,
+                        s.detectoids,
+                        s.bundles,
+                        s.leaves,
+                        s.standalone
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Demo { dir, updates } => demo(&dir, updates),
+    }
+}
+
+fn init(path: &Path, force: bool) -> Result<()> {
+    if path.exists() && !force {
+        bail!(
+            "{} already exists; pass --force to overwrite it",
+            path.display()
+        );
+    }
+    std::fs::write(path, patchsync::config::STARTER_CONFIG)
+        .with_context(|| format!("writing {}", path.display()))?;
+    eprintln!(
+        "Wrote {}; edit [[source]] and [filter], then run `patchsync sync`",
+        path.display()
+    );
+    Ok(())
+}
+
+fn sync(config: &Path, full: bool, as_json: bool) -> Result<()> {
+    let mut engine = Engine::open(Config::load(config)?)?;
+    let mut progress = Progress::new(as_json);
+    let report = engine.sync(SyncOptions { full }, &mut |e| progress.event(e))?;
+    if as_json {
+        json(&report)?;
+    }
+    Ok(())
+}
+
+fn print_show(u: &patchsync::store::ShowUpdate) {
+    let r = &u.row;
+    println!("{}", r.title.clone().unwrap_or_default());
+    println!(
+        "  id:              {} (revision {}, seen revisions {:?})",
+        r.id, r.revision, u.revisions_seen
+    );
+    println!("  type:            {}", r.update_type);
+    println!("  state:           {} ({})", r.state, u.publication_state);
+    println!(
+        "  created:         {}",
+        r.creation_date.clone().unwrap_or_default()
+    );
+    println!(
+        "  classification:  {}",
+        r.classification.clone().unwrap_or_default()
+    );
+    println!("  products:        {}", r.products.join(", "));
+    println!(
+        "  severity:        {}",
+        r.severity.clone().unwrap_or_default()
+    );
+    println!("  KB:              {}", u.kb_articles.join(", "));
+    println!("  bulletins:       {}", u.security_bulletins.join(", "));
+    println!("  CVEs:            {}", u.cves.join(", "));
+    println!("  source:          {}", u.source);
+    println!(
+        "  selected by:     {} ({})",
+        r.selected_by,
+        u.reason.clone().unwrap_or_default()
+    );
+    println!(
+        "  catalog version: first {}, changed {}",
+        u.first_version, u.changed_version
+    );
+    for rel in &u.relations {
+        println!(
+            "  {:<16} {} {}",
+            format!("{}:", rel.kind),
+            rel.id,
+            rel.title.clone().unwrap_or_default()
+        );
+    }
+    for b in &u.bundled_by {
+        println!("  bundled by:      {b}");
+    }
+    for f in &u.files {
+        println!(
+            "  file:            {} ({} bytes, sha1 {}) {}",
+            f.name,
+            f.size.unwrap_or(0),
+            f.digest.clone().unwrap_or_default(),
+            f.url.clone().unwrap_or_default()
+        );
+    }
+    for l in &u.localized {
+        println!("  [{}] {}", l.language, l.title);
+    }
+}
+
+fn demo(dir: &Path, updates: usize) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let catalog = dir.join("catalog.cab");
+    let next = dir.join("catalog-next.cab");
+    let config_path = dir.join("patchsync.toml");
+    let store = dir.join("data/patchsync.db");
+    if store.exists() {
+        std::fs::remove_file(&store).ok();
+        std::fs::remove_file(dir.join("data/patchsync.db-wal")).ok();
+        std::fs::remove_file(dir.join("data/patchsync.db-shm")).ok();
+    }
+    eprintln!(
+        "1. Generating a catalog of {updates} updates in {}",
+        catalog.display()
+    );
+    generate(
+        &catalog,
+        &GenerateOptions {
+            updates,
+            seed: 1,
+            categories_from: None,
+        },
+    )?;
+    std::fs::write(
+        &config_path,
+        "[site]\nname = \"DEMO\"\nstore = \"data/patchsync.db\"\n\n[[source]]\nname = \"demo-catalog\"\nkind = \"wsus-export\"\npath = \"catalog.cab\"\n\n[filter]\nproducts = [\"Windows\", \"Office\"]\nclassifications = [\"Security Updates\", \"Critical Updates\", \"Updates\"]\nlanguages = [\"en\", \"de\"]\n",
+    )?;
+    eprintln!("2. First sync (products: Windows and Office families; security, critical, updates)");
+    sync(&config_path, false, false)?;
+    eprintln!("3. Evolving the catalog by 1% (\"next month\")");
+    let m = evolve(
+        &catalog,
+        &next,
+        &EvolveOptions {
+            seed: 2,
+            change_percent: 1.0,
+        },
+    )?;
+    std::fs::rename(&next, &catalog)?;
+    eprintln!(
+        "   {} new, {} revised, {} expired, {} removed records",
+        m.new.len(),
+        m.revised.len(),
+        m.expired.len(),
+        m.removed.len()
+    );
+    eprintln!("4. Delta sync");
+    sync(&config_path, false, false)?;
+    eprintln!("5. Unchanged re-sync");
+    sync(&config_path, false, false)?;
+    eprintln!(
+        "6. Status (patchsync --config {} status)",
+        config_path.display()
+    );
+    let cfg = Config::load(&config_path)?;
+    let s = status_of(&Store::open_read_only(&cfg.store_path)?, &cfg)?;
+    json(&s)
+}

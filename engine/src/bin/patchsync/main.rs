@@ -1,0 +1,147 @@
+//! `patchsync`: the command-line program for administrators.
+
+mod commands;
+mod progress;
+mod table;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Synchronizes software update metadata from catalog sources into a SQLite store.
+#[derive(Parser, Debug)]
+#[command(name = "patchsync", version, about, long_about = None)]
+pub struct Cli {
+    /// The site config file.
+    #[arg(
+        long,
+        global = true,
+        default_value = "patchsync.toml",
+        env = "PATCHSYNC_CONFIG"
+    )]
+    pub config: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Write a commented starter config (to --config).
+    Init {
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Sync every source into the store.
+    Sync {
+        /// Re-read every update and re-apply the filter, whatever changed.
+        #[arg(long)]
+        full: bool,
+        /// Print the report as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List categories (companies, product families, products, classifications).
+    Categories {
+        #[arg(long, value_enum)]
+        kind: Option<KindArg>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List updates in the store.
+    Updates {
+        /// KB article number (with or without "KB").
+        #[arg(long)]
+        kb: Option<String>,
+        /// Product, product family or company: title or GUID.
+        #[arg(long)]
+        product: Option<String>,
+        /// Classification: title or GUID.
+        #[arg(long)]
+        classification: Option<String>,
+        #[arg(long, value_enum, default_value = "active")]
+        state: StateArg,
+        /// Also list bundled leaf updates (the packages inside bundles).
+        #[arg(long)]
+        leaves: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one update: every field, relations, files.
+    Show {
+        /// The update's GUID.
+        id: String,
+        #[arg(long)]
+        json: bool,
+        /// Print the raw metadata XML as the source gave it.
+        #[arg(long)]
+        xml: bool,
+    },
+    /// The site's sync status.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One row per sync run, newest first.
+    History {
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a synthetic WSUS export package shaped like Microsoft's catalog.
+    GenerateCatalog {
+        /// Update records to write (bundles, leaves and standalone updates).
+        #[arg(long, default_value_t = 1000)]
+        updates: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+        /// Write "next month" of this package instead (new, revised, expired, removed
+        /// updates), plus OUT.changes.json listing exactly what changed.
+        #[arg(long)]
+        evolve_from: Option<PathBuf>,
+        /// Share of top-level updates an evolution touches, in percent.
+        #[arg(long, default_value_t = 1.0)]
+        change_percent: f64,
+        /// Take categories and detectoids from this WSUS export (e.g. a real one).
+        #[arg(long)]
+        categories_from: Option<PathBuf>,
+    },
+    /// Generate a catalog, sync it, evolve it, sync the delta, print the status (in DIR).
+    Demo {
+        #[arg(long, default_value = "patchsync-demo")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 20000)]
+        updates: usize,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum KindArg {
+    Company,
+    ProductFamily,
+    Product,
+    Classification,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum StateArg {
+    Active,
+    Expired,
+    All,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match commands::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,321 @@
+//! Site configuration: raw TOML structs (`deny_unknown_fields`) validated into engine types.
+//! Errors name the file, the line and the key.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::error::{Error, Result};
+use crate::filter::{LanguageSelection, Pick};
+
+/// The raw file, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    site: Spanned<RawSite>,
+    #[serde(default)]
+    source: Vec<Spanned<RawSource>>,
+    #[serde(default)]
+    filter: Option<RawFilter>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSite {
+    /// Site code shown in status and logs, e.g. "CAS".
+    name: Spanned<String>,
+    /// SQLite store; relative paths are relative to the config file.
+    store: Spanned<String>,
+    /// Sync log; default `sync.log` beside the store.
+    #[serde(default)]
+    log: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    name: Spanned<String>,
+    kind: Spanned<String>,
+    path: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFilter {
+    #[serde(default)]
+    products: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    classifications: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    languages: Option<Spanned<Vec<String>>>,
+}
+
+/// The kinds of catalog source this build knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    WsusExport,
+    Directory,
+}
+
+impl SourceKind {
+    pub const NAMES: &'static [&'static str] = &["wsus-export", "directory"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::WsusExport => "wsus-export",
+            SourceKind::Directory => "directory",
+        }
+    }
+}
+
+/// One configured catalog source.
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    pub name: String,
+    pub kind: SourceKind,
+    pub path: PathBuf,
+}
+
+/// The validated filter.
+#[derive(Debug, Clone)]
+pub struct FilterConfig {
+    pub products: Pick,
+    pub classifications: Pick,
+    pub languages: LanguageSelection,
+}
+
+/// A validated site configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from (or a label for in-memory configs).
+    pub file: PathBuf,
+    pub site_name: String,
+    pub store_path: PathBuf,
+    pub log_path: PathBuf,
+    pub sources: Vec<SourceConfig>,
+    pub filter: FilterConfig,
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())]
+        .bytes()
+        .filter(|b| *b == b'\n')
+        .count()
+        + 1
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
+            file: path.to_owned(),
+            line: None,
+            message: match e.kind() {
+                std::io::ErrorKind::NotFound => {
+                    "no such file; create one with `patchsync init`, or pass --config FILE".into()
+                }
+                _ => format!("cannot read: {e}"),
+            },
+        })?;
+        let base = path.parent().map(Path::to_owned).unwrap_or_default();
+        Self::parse(&text, path, &base)
+    }
+
+    /// Validates config text; relative paths are resolved against `base`.
+    pub fn parse(text: &str, file: &Path, base: &Path) -> Result<Config> {
+        let fail = |span: Option<std::ops::Range<usize>>, message: String| Error::Config {
+            file: file.to_owned(),
+            line: span.map(|s| line_of(text, s.start)),
+            message,
+        };
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| fail(e.span(), e.message().trim().to_owned()))?;
+        let resolve = |p: &str| {
+            let p = Path::new(p);
+            if p.is_absolute() {
+                p.to_owned()
+            } else {
+                base.join(p)
+            }
+        };
+
+        let site = raw.site.get_ref();
+        if site.name.get_ref().trim().is_empty() {
+            return Err(fail(
+                Some(site.name.span()),
+                "[site] name: must not be empty".into(),
+            ));
+        }
+        if site.store.get_ref().trim().is_empty() {
+            return Err(fail(
+                Some(site.store.span()),
+                "[site] store: must name a file, e.g. \"data/patchsync.db\"".into(),
+            ));
+        }
+        let store_path = resolve(site.store.get_ref());
+        let log_path = match &site.log {
+            Some(l) => resolve(l.get_ref()),
+            None => store_path
+                .parent()
+                .map(|d| d.join("sync.log"))
+                .unwrap_or_else(|| PathBuf::from("sync.log")),
+        };
+
+        let mut sources = Vec::new();
+        for s in &raw.source {
+            let s = s.get_ref();
+            let name = s.name.get_ref().trim().to_owned();
+            if name.is_empty() {
+                return Err(fail(
+                    Some(s.name.span()),
+                    "[[source]] name: must not be empty".into(),
+                ));
+            }
+            if sources.iter().any(|o: &SourceConfig| o.name == name) {
+                return Err(fail(
+                    Some(s.name.span()),
+                    format!("[[source]] name: '{name}' is used twice; source names must be unique"),
+                ));
+            }
+            let kind = match s.kind.get_ref().as_str() {
+                "wsus-export" => SourceKind::WsusExport,
+                "directory" => SourceKind::Directory,
+                other => {
+                    return Err(fail(
+                        Some(s.kind.span()),
+                        format!(
+                            "[[source]] kind: '{other}' is not a known kind; use one of: {}",
+                            SourceKind::NAMES.join(", ")
+                        ),
+                    ));
+                }
+            };
+            if s.path.get_ref().trim().is_empty() {
+                return Err(fail(
+                    Some(s.path.span()),
+                    "[[source]] path: must not be empty".into(),
+                ));
+            }
+            sources.push(SourceConfig {
+                name,
+                kind,
+                path: resolve(s.path.get_ref()),
+            });
+        }
+
+        let f = raw.filter.as_ref();
+        let list = |v: Option<&Spanned<Vec<String>>>, key: &str| -> Result<Option<Vec<String>>> {
+            match v {
+                None => Ok(None),
+                Some(v) => {
+                    if let Some(bad) = v.get_ref().iter().find(|s| s.trim().is_empty()) {
+                        return Err(fail(
+                            Some(v.span()),
+                            format!("[filter] {key}: empty entry {bad:?}"),
+                        ));
+                    }
+                    Ok(Some(v.get_ref().clone()))
+                }
+            }
+        };
+        let products = list(f.and_then(|f| f.products.as_ref()), "products")?.unwrap_or_default();
+        let classifications = list(
+            f.and_then(|f| f.classifications.as_ref()),
+            "classifications",
+        )?
+        .unwrap_or_else(|| vec!["*".into()]);
+        let languages = list(f.and_then(|f| f.languages.as_ref()), "languages")?
+            .unwrap_or_else(|| vec!["en".into()]);
+        Ok(Config {
+            file: file.to_owned(),
+            site_name: site.name.get_ref().trim().to_owned(),
+            store_path,
+            log_path,
+            sources,
+            filter: FilterConfig {
+                products: Pick::from_list(&products),
+                classifications: Pick::from_list(&classifications),
+                languages: LanguageSelection::new(&languages),
+            },
+        })
+    }
+}
+
+/// The starter config `patchsync init` writes.
+pub const STARTER_CONFIG: &str = r#"# patchsync site configuration.
+# Relative paths are relative to this file.
+
+[site]
+# Site code, shown in status, logs and (later) the hierarchy.
+name = "CAS"
+# The SQLite store. Query it with `sqlite3`; docs/schema.md explains the tables.
+store = "data/patchsync.db"
+# The sync log (like wsyncmgr.log); default: sync.log beside the store.
+# log = "data/sync.log"
+
+# Catalog sources, synced in this order. Kinds: wsus-export, directory.
+[[source]]
+name = "contoso-export"
+kind = "wsus-export"            # a `wsusutil export` CAB (package.xml + metadata.txt)
+path = "exports/WSUS.cab"
+
+# [[source]]
+# name = "hand-picked"
+# kind = "directory"            # a folder of update XML files
+# path = "updates/"
+
+[filter]
+# Products by title or GUID; a company or product family selects every product below it.
+# "*" selects all. Empty (the default) syncs categories only: run a first sync, look at
+# `patchsync categories --kind product`, then choose.
+products = []
+# Classifications by title or GUID; default "*".
+classifications = ["Security Updates", "Critical Updates"]
+# Languages whose titles and descriptions are kept; English is always kept.
+languages = ["en"]
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(t: &str) -> Result<Config> {
+        Config::parse(t, Path::new("/etc/ps/site.toml"), Path::new("/etc/ps"))
+    }
+
+    #[test]
+    fn starter_config_is_valid() {
+        let c = parse(STARTER_CONFIG).unwrap();
+        assert_eq!(c.site_name, "CAS");
+        assert_eq!(c.store_path, Path::new("/etc/ps/data/patchsync.db"));
+        assert_eq!(c.log_path, Path::new("/etc/ps/data/sync.log"));
+        assert_eq!(c.sources[0].path, Path::new("/etc/ps/exports/WSUS.cab"));
+        assert_eq!(c.filter.products, Pick::Some(vec![]));
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let t = STARTER_CONFIG.replace(
+            "languages = [\"en\"]",
+            "languages = [\"en\"]\nlanguage = \"de\"",
+        );
+        let e = parse(&t).unwrap_err().to_string();
+        let line = t.lines().position(|l| l.starts_with("language =")).unwrap() + 1;
+        assert!(e.starts_with(&format!("/etc/ps/site.toml:{line}:")), "{e}");
+        assert!(e.contains("unknown field `language`"), "{e}");
+    }
+
+    #[test]
+    fn bad_kind_is_explained() {
+        let t = STARTER_CONFIG.replace("kind = \"wsus-export\"", "kind = \"wsus\"");
+        let e = parse(&t).unwrap_err().to_string();
+        let line = t
+            .lines()
+            .position(|l| l.starts_with("kind = \"wsus\""))
+            .unwrap()
+            + 1;
+        assert!(e.starts_with(&format!("/etc/ps/site.toml:{line}:")), "{e}");
+        assert!(e.contains("wsus-export, directory"), "{e}");
+    }
+}

@@ -1,0 +1,67 @@
+//! The engine's error type: every variant says what failed, where, and what to do.
+
+use std::path::PathBuf;
+
+/// A failure of the engine, written for the person who has to act on it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration file is invalid.
+    #[error("{file}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Config {
+        file: PathBuf,
+        line: Option<usize>,
+        message: String,
+    },
+
+    /// A catalog source could not be read; `item` names the file, record or update.
+    #[error("source '{source_name}': {item}: {message}")]
+    Source {
+        source_name: String,
+        item: String,
+        message: String,
+    },
+
+    /// The SQLite store failed.
+    #[error("store {path}: {message}")]
+    Store { path: PathBuf, message: String },
+
+    /// Another sync of this site holds the store.
+    #[error("another sync of this site is running ({0}); wait for it to finish or stop it")]
+    Busy(String),
+
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    /// An update or category asked for does not exist.
+    #[error("{0}")]
+    NotFound(String),
+
+    /// The sync was cancelled by the host.
+    #[error("sync cancelled; the store is unchanged and the next sync starts again")]
+    Cancelled,
+}
+
+impl Error {
+    pub(crate) fn source(name: &str, item: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Source {
+            source_name: name.to_owned(),
+            item: item.into(),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Result with the engine's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,12 @@
+//! Synthetic catalogs shaped like Microsoft's, for benchmarks, demos and tests:
+//! `generate` writes a WSUS export package, `evolve` writes "next month" plus a manifest
+//! of exactly what changed.
+
+mod catalog;
+mod evolve;
+mod wsus_writer;
+mod xmlgen;
+
+pub use catalog::{GenerateOptions, GenerateSummary, generate};
+pub use evolve::{EvolveManifest, EvolveOptions, changes_path, evolve};
+pub use wsus_writer::{PackageEntry, WsusExportWriter, xml_escape};

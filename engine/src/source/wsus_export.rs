@@ -1,0 +1,301 @@
+//! Source for a `wsusutil export` package: a CAB holding `package.xml` and `metadata.txt`.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+
+use quick_xml::Reader;
+use quick_xml::events::Event;
+
+use super::{CatalogSource, Fetched, Listing, RecordReader};
+use crate::error::{Error, Result};
+use crate::model::{Identity, UpdateId};
+use crate::xml::parse_update;
+
+const READ_BUFFER: usize = 1 << 18;
+
+/// A WSUS export package on disk.
+pub struct WsusExportSource {
+    name: String,
+    path: PathBuf,
+}
+
+impl WsusExportSource {
+    pub fn new(name: impl Into<String>, path: impl Into<PathBuf>) -> Self {
+        WsusExportSource {
+            name: name.into(),
+            path: path.into(),
+        }
+    }
+
+    fn err(&self, item: impl Into<String>, message: impl Into<String>) -> Error {
+        Error::source(&self.name, item, message)
+    }
+
+    fn open(&self) -> Result<cab::Cabinet<File>> {
+        let file = File::open(&self.path).map_err(|e| {
+            self.err(
+                self.path.display().to_string(),
+                format!("cannot open the export package: {e}"),
+            )
+        })?;
+        let cabinet = cab::Cabinet::new(file).map_err(|e| {
+            self.err(
+                self.path.display().to_string(),
+                format!("not a readable CAB archive ({e}); copy the package again or re-run `wsusutil export`"),
+            )
+        })?;
+        for needed in ["package.xml", "metadata.txt"] {
+            if cabinet.get_file_entry(needed).is_none() {
+                return Err(self.err(
+                    self.path.display().to_string(),
+                    format!("the CAB has no {needed}; this is not a `wsusutil export` package"),
+                ));
+            }
+        }
+        Ok(cabinet)
+    }
+
+    fn member<'c>(
+        &self,
+        cab: &'c mut cab::Cabinet<File>,
+        name: &str,
+    ) -> Result<BufReader<cab::FileReader<'c, File>>> {
+        let r = cab
+            .read_file(name)
+            .map_err(|e| self.err(self.item(name), format!("cannot read: {e}")))?;
+        Ok(BufReader::with_capacity(READ_BUFFER, r))
+    }
+
+    fn item(&self, member: &str) -> String {
+        format!("{} ({member})", self.path.display())
+    }
+
+    /// Walks `package.xml`, calling `on_update(id, revision)` for `Updates/Update` and
+    /// `on_file(digest, url)` for top-level `Files/File`.
+    fn walk_package(
+        &self,
+        reader: impl std::io::BufRead,
+        mut on_update: impl FnMut(&str, &str) -> Result<()>,
+        mut on_file: impl FnMut(&str, &str),
+    ) -> Result<()> {
+        let item = self.item("package.xml");
+        let mut xml = Reader::from_reader(reader);
+        let mut buf = Vec::with_capacity(4096);
+        let mut path: Vec<Vec<u8>> = Vec::new();
+        let mut saw_root = false;
+        loop {
+            let ev = xml.read_event_into(&mut buf).map_err(|e| {
+                self.err(
+                    &item,
+                    format!(
+                        "malformed XML at byte {}: {e}; the package is truncated or corrupt",
+                        xml.error_position()
+                    ),
+                )
+            })?;
+            match ev {
+                Event::Start(ref e) | Event::Empty(ref e) => {
+                    let local = e.local_name().as_ref().to_vec();
+                    if path.is_empty() {
+                        if local != b"ExportPackage" {
+                            return Err(self.err(
+                                &item,
+                                format!(
+                                    "root element is <{}>, expected <ExportPackage>",
+                                    String::from_utf8_lossy(&local)
+                                ),
+                            ));
+                        }
+                        saw_root = true;
+                    }
+                    let depth = path.len();
+                    let parent = path.last().map(Vec::as_slice);
+                    if depth == 2 && parent == Some(b"Updates") && local == b"Update" {
+                        let (mut id, mut rev) = (String::new(), String::new());
+                        for a in e.attributes().flatten() {
+                            match a.key.local_name().as_ref() {
+                                b"UpdateId" => id = String::from_utf8_lossy(&a.value).into_owned(),
+                                b"RevisionNumber" => {
+                                    rev = String::from_utf8_lossy(&a.value).into_owned()
+                                }
+                                _ => {}
+                            }
+                        }
+                        on_update(&id, &rev)?;
+                    } else if depth == 2 && parent == Some(b"Files") && local == b"File" {
+                        let (mut digest, mut url) = (String::new(), String::new());
+                        for a in e.attributes().flatten() {
+                            match a.key.local_name().as_ref() {
+                                b"Digest" => {
+                                    digest = String::from_utf8_lossy(&a.value).into_owned()
+                                }
+                                b"MUUrl" => {
+                                    url = a
+                                        .unescape_value()
+                                        .map(|v| v.into_owned())
+                                        .unwrap_or_default()
+                                }
+                                _ => {}
+                            }
+                        }
+                        if !digest.is_empty() && !url.is_empty() {
+                            on_file(&digest, &url);
+                        }
+                    }
+                    if matches!(ev, Event::Start(_)) {
+                        path.push(local);
+                    }
+                }
+                Event::End(_) => {
+                    path.pop();
+                }
+                Event::Eof => break,
+                _ => {}
+            }
+            buf.clear();
+        }
+        if !saw_root || !path.is_empty() {
+            return Err(self.err(&item, "the XML ends early; the package is truncated"));
+        }
+        Ok(())
+    }
+}
+
+/// Size and modification time: changes whenever the file is replaced.
+pub(crate) fn file_fingerprint(path: &Path) -> std::io::Result<String> {
+    let m = std::fs::metadata(path)?;
+    let mtime = m
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    Ok(format!("size={};mtime={mtime}", m.len()))
+}
+
+impl CatalogSource for WsusExportSource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn fingerprint(&mut self) -> Result<Option<String>> {
+        file_fingerprint(&self.path).map(Some).map_err(|e| {
+            self.err(
+                self.path.display().to_string(),
+                format!("cannot read the export package: {e}"),
+            )
+        })
+    }
+
+    fn list(&mut self) -> Result<Listing> {
+        let mut cab = self.open()?;
+        let reader = self.member(&mut cab, "package.xml")?;
+        let mut entries = Vec::new();
+        let item = self.item("package.xml");
+        self.walk_package(
+            reader,
+            |id, rev| {
+                let id = UpdateId::parse(id)
+                    .map_err(|m| self.err(&item, format!("<Update UpdateId>: {m}")))?;
+                let revision = rev.parse::<u32>().map_err(|_| {
+                    self.err(
+                        &item,
+                        format!("update {id}: RevisionNumber '{rev}' is not a number"),
+                    )
+                })?;
+                entries.push(Identity { id, revision });
+                Ok(())
+            },
+            |_, _| {},
+        )?;
+        Ok(Listing {
+            entries,
+            complete: true,
+        })
+    }
+
+    fn fetch(
+        &mut self,
+        wanted: &HashSet<Identity>,
+        sink: &mut dyn FnMut(Fetched) -> Result<()>,
+    ) -> Result<()> {
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let mut cab = self.open()?;
+        let mut digests: HashSet<String> = HashSet::new();
+        {
+            let reader = self.member(&mut cab, "metadata.txt")?;
+            let mut records = RecordReader::new(reader);
+            let item = self.item("metadata.txt");
+            let damaged = |m: String| {
+                if m.contains("cannot read") || m.contains("file ends inside") {
+                    format!(
+                        "{m}; the package is truncated or corrupt: copy it again or re-run `wsusutil export`"
+                    )
+                } else {
+                    m
+                }
+            };
+            while let Some(rec) = records
+                .next_record()
+                .map_err(|m| self.err(&item, damaged(m)))?
+            {
+                let id = UpdateId::parse(&rec.id_text)
+                    .map_err(|m| self.err(&item, format!("record {}: {m}", rec.index)))?;
+                if !wanted.contains(&Identity {
+                    id,
+                    revision: rec.revision,
+                }) {
+                    continue;
+                }
+                let where_ = || {
+                    format!(
+                        "{item} record {} (update {id} revision {})",
+                        rec.index, rec.revision
+                    )
+                };
+                let update =
+                    parse_update(&rec.xml).map_err(|e| self.err(where_(), e.to_string()))?;
+                if update.identity
+                    != (Identity {
+                        id,
+                        revision: rec.revision,
+                    })
+                {
+                    return Err(self.err(
+                        where_(),
+                        format!(
+                            "the record header names {id} revision {} but its XML is {} revision {}",
+                            rec.revision, update.identity.id, update.identity.revision
+                        ),
+                    ));
+                }
+                digests.extend(update.files.iter().filter_map(|f| f.digest.clone()));
+                sink(Fetched::Update {
+                    update: Box::new(update),
+                    origin: where_(),
+                })?;
+            }
+        }
+        if !digests.is_empty() {
+            let reader = self.member(&mut cab, "package.xml")?;
+            let mut urls = Vec::new();
+            self.walk_package(
+                reader,
+                |_, _| Ok(()),
+                |d, u| {
+                    if digests.contains(d) {
+                        urls.push((d.to_owned(), u.to_owned()));
+                    }
+                },
+            )?;
+            for (digest, url) in urls {
+                sink(Fetched::FileUrl { digest, url })?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,146 @@
+//! The store's SQL schema and its migrations; `docs/schema.md` explains every table.
+
+/// Migrations in order; `PRAGMA user_version` records how many have run.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: the first schema.
+    r#"
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE sources (
+    name            TEXT PRIMARY KEY,
+    kind            TEXT NOT NULL,
+    fingerprint     TEXT,
+    selection_hash  TEXT,
+    language_hash   TEXT,
+    cursor          TEXT,
+    last_synced     TEXT
+) WITHOUT ROWID;
+
+CREATE TABLE catalog_items (
+    source     TEXT NOT NULL,
+    update_id  TEXT NOT NULL,
+    revision   INTEGER NOT NULL,
+    verdict    TEXT NOT NULL CHECK (verdict IN ('stored', 'excluded')),
+    decided_by TEXT,
+    reason     TEXT,
+    PRIMARY KEY (source, update_id)
+) WITHOUT ROWID;
+
+CREATE TABLE updates (
+    id                TEXT PRIMARY KEY,
+    revision          INTEGER NOT NULL,
+    source            TEXT NOT NULL,
+    update_type       TEXT NOT NULL,
+    publication_state TEXT NOT NULL,
+    state             TEXT NOT NULL CHECK (state IN ('active', 'expired')),
+    creation_date     TEXT,
+    default_language  TEXT,
+    title             TEXT,
+    msrc_severity     TEXT,
+    is_beta           INTEGER NOT NULL,
+    max_download_size INTEGER,
+    more_info_url     TEXT,
+    support_url       TEXT,
+    is_bundle         INTEGER NOT NULL,
+    selected_by       TEXT NOT NULL,
+    first_version     INTEGER NOT NULL,
+    changed_version   INTEGER NOT NULL,
+    expired_version   INTEGER,
+    raw_xml           BLOB NOT NULL
+);
+CREATE INDEX updates_by_type ON updates (update_type, state);
+CREATE INDEX updates_by_source ON updates (source, update_type);
+CREATE INDEX updates_pending ON updates (id) WHERE selected_by = 'pending';
+CREATE INDEX updates_by_changed_version ON updates (changed_version);
+
+CREATE TABLE update_categories (
+    update_id   TEXT NOT NULL,
+    category_id TEXT NOT NULL,
+    PRIMARY KEY (update_id, category_id)
+) WITHOUT ROWID;
+CREATE INDEX update_categories_by_category ON update_categories (category_id);
+
+CREATE TABLE relations (
+    update_id      TEXT NOT NULL,
+    kind           TEXT NOT NULL,
+    other_id       TEXT NOT NULL,
+    other_revision INTEGER
+);
+CREATE INDEX relations_by_update ON relations (update_id);
+CREATE INDEX relations_by_other ON relations (other_id, kind);
+
+CREATE TABLE kb_articles (update_id TEXT NOT NULL, kb TEXT NOT NULL);
+CREATE INDEX kb_articles_by_update ON kb_articles (update_id);
+CREATE INDEX kb_articles_by_kb ON kb_articles (kb);
+
+CREATE TABLE cves (update_id TEXT NOT NULL, cve TEXT NOT NULL);
+CREATE INDEX cves_by_update ON cves (update_id);
+CREATE INDEX cves_by_cve ON cves (cve);
+
+CREATE TABLE bulletins (update_id TEXT NOT NULL, bulletin TEXT NOT NULL);
+CREATE INDEX bulletins_by_update ON bulletins (update_id);
+
+CREATE TABLE localized (
+    update_id   TEXT NOT NULL,
+    language    TEXT NOT NULL,
+    title       TEXT NOT NULL,
+    description TEXT,
+    PRIMARY KEY (update_id, language)
+) WITHOUT ROWID;
+
+CREATE TABLE files (
+    update_id TEXT NOT NULL,
+    name      TEXT NOT NULL,
+    size      INTEGER,
+    digest    TEXT,
+    sha256    TEXT,
+    modified  TEXT
+);
+CREATE INDEX files_by_update ON files (update_id);
+
+CREATE TABLE file_urls (
+    digest TEXT PRIMARY KEY,
+    url    TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE categories (
+    id            TEXT PRIMARY KEY,
+    kind          TEXT NOT NULL,
+    parent_id     TEXT,
+    title         TEXT NOT NULL,
+    display_order INTEGER
+) WITHOUT ROWID;
+CREATE INDEX categories_by_kind ON categories (kind);
+
+CREATE TABLE revisions (
+    update_id    TEXT NOT NULL,
+    revision     INTEGER NOT NULL,
+    source       TEXT NOT NULL,
+    seen_version INTEGER NOT NULL,
+    PRIMARY KEY (update_id, revision)
+) WITHOUT ROWID;
+
+CREATE TABLE sync_runs (
+    id              INTEGER PRIMARY KEY,
+    started         TEXT NOT NULL,
+    finished        TEXT,
+    status          TEXT NOT NULL,
+    full            INTEGER NOT NULL,
+    pid             INTEGER NOT NULL,
+    catalog_version INTEGER,
+    new             INTEGER,
+    revised         INTEGER,
+    expired         INTEGER,
+    removed         INTEGER,
+    unchanged       INTEGER,
+    categories      INTEGER,
+    detectoids      INTEGER,
+    duration_ms     INTEGER,
+    error           TEXT,
+    report          TEXT
+);
+"#,
+];

@@ -1,0 +1,355 @@
+//! The sync's write path: one transaction per source, prepared statements, compressed raw XML.
+
+use rusqlite::{OptionalExtension, Transaction, params};
+
+use super::{SourceState, now_rfc3339};
+use crate::error::{Error, Result};
+use crate::filter::LanguageSelection;
+use crate::model::{Update, UpdateId, UpdateType};
+
+/// What became of one listed identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ItemVerdict {
+    Stored,
+    Excluded,
+}
+
+impl ItemVerdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ItemVerdict::Stored => "stored",
+            ItemVerdict::Excluded => "excluded",
+        }
+    }
+}
+
+/// An update row as it was before this sync touched it.
+#[derive(Debug, Clone)]
+pub struct Previous {
+    pub revision: u32,
+    pub state: String,
+    pub source: String,
+}
+
+/// Writes one source's changes inside one transaction.
+pub struct SyncWriter<'c> {
+    pub(crate) tx: Transaction<'c>,
+    source: String,
+    version: u64,
+    compressor: zstd::bulk::Compressor<'static>,
+    path: std::path::PathBuf,
+}
+
+const CHILD_TABLES: &[&str] = &[
+    "update_categories",
+    "relations",
+    "kb_articles",
+    "cves",
+    "bulletins",
+    "localized",
+    "files",
+];
+
+impl<'c> SyncWriter<'c> {
+    /// `version` is the catalog version this sync's changes get.
+    pub(crate) fn new(
+        tx: Transaction<'c>,
+        path: &std::path::Path,
+        source: &str,
+        version: u64,
+    ) -> Result<Self> {
+        let compressor = zstd::bulk::Compressor::new(3).map_err(|e| Error::Store {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        Ok(SyncWriter {
+            tx,
+            source: source.to_owned(),
+            version,
+            compressor,
+            path: path.to_owned(),
+        })
+    }
+
+    pub(crate) fn err(&self, e: impl std::fmt::Display) -> Error {
+        super::store_err(&self.path, e)
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    pub fn previous(&self, id: UpdateId) -> Result<Option<Previous>> {
+        self.tx
+            .prepare_cached("SELECT revision, state, source FROM updates WHERE id = ?1")
+            .and_then(|mut s| {
+                s.query_row([id.to_string()], |r| {
+                    Ok(Previous {
+                        revision: r.get(0)?,
+                        state: r.get(1)?,
+                        source: r.get(2)?,
+                    })
+                })
+                .optional()
+            })
+            .map_err(|e| self.err(e))
+    }
+
+    fn delete_children(&self, id: &str) -> Result<()> {
+        for t in CHILD_TABLES {
+            self.tx
+                .prepare_cached(&format!("DELETE FROM {t} WHERE update_id = ?1"))
+                .and_then(|mut s| s.execute([id]))
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    /// Deletes an update and everything hanging off it.
+    pub fn delete_update(&self, id: UpdateId) -> Result<()> {
+        let id = id.to_string();
+        self.delete_children(&id)?;
+        self.tx
+            .prepare_cached("DELETE FROM categories WHERE id = ?1")
+            .and_then(|mut s| s.execute([&id]))
+            .map_err(|e| self.err(e))?;
+        self.tx
+            .prepare_cached("DELETE FROM updates WHERE id = ?1")
+            .and_then(|mut s| s.execute([&id]))
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Inserts or replaces one update revision. Categories and detectoids are selected by the
+    /// catalog itself; other updates start as `pending` until the selection stage decides.
+    pub fn put_update(
+        &mut self,
+        u: &Update,
+        had_previous: bool,
+        langs: &LanguageSelection,
+    ) -> Result<()> {
+        let id = u.identity.id.to_string();
+        if had_previous {
+            self.delete_children(&id)?;
+        }
+        let raw = self
+            .compressor
+            .compress(u.raw_xml.as_bytes())
+            .map_err(|e| self.err(e))?;
+        let title = u.title("en").map(str::to_owned);
+        let state = if u.is_published() {
+            "active"
+        } else {
+            "expired"
+        };
+        let expired_version = (state == "expired").then_some(self.version as i64);
+        let selected_by = if u.update_type.is_always_synced() {
+            "catalog"
+        } else {
+            "pending"
+        };
+        let v = self.version as i64;
+        self.tx
+            .prepare_cached(
+                "INSERT INTO updates (id, revision, source, update_type, publication_state, state, creation_date,
+                    default_language, title, msrc_severity, is_beta, max_download_size, more_info_url, support_url,
+                    is_bundle, selected_by, first_version, changed_version, expired_version, raw_xml)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?17, ?18, ?19)
+                 ON CONFLICT(id) DO UPDATE SET revision = ?2, source = ?3, update_type = ?4, publication_state = ?5,
+                    state = ?6, creation_date = ?7, default_language = ?8, title = ?9, msrc_severity = ?10,
+                    is_beta = ?11, max_download_size = ?12, more_info_url = ?13, support_url = ?14, is_bundle = ?15,
+                    selected_by = ?16, changed_version = ?17, expired_version = ?18, raw_xml = ?19",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    id,
+                    u.identity.revision,
+                    self.source,
+                    u.update_type.as_str(),
+                    u.publication_state,
+                    state,
+                    u.creation_date,
+                    u.default_language,
+                    title,
+                    u.msrc_severity,
+                    u.is_beta,
+                    u.max_download_size.map(|x| x as i64),
+                    u.more_info_url,
+                    u.support_url,
+                    u.is_bundle(),
+                    selected_by,
+                    v,
+                    expired_version,
+                    raw
+                ])
+            })
+            .map_err(|e| self.err(e))?;
+
+        let tx = &self.tx;
+        let e = |x: rusqlite::Error| super::store_err(&self.path, x);
+        {
+            let mut s = tx.prepare_cached("INSERT OR IGNORE INTO update_categories (update_id, category_id) VALUES (?1, ?2)").map_err(e)?;
+            for c in &u.categories {
+                s.execute(params![id, c.to_string()]).map_err(e)?;
+            }
+        }
+        {
+            let mut s = tx
+                .prepare_cached("INSERT INTO relations (update_id, kind, other_id, other_revision) VALUES (?1, ?2, ?3, ?4)")
+                .map_err(e)?;
+            for (k, r) in &u.relations {
+                s.execute(params![id, k.as_str(), r.id.to_string(), r.revision])
+                    .map_err(e)?;
+            }
+        }
+        for (table, col, values) in [
+            ("kb_articles", "kb", &u.kb_articles),
+            ("cves", "cve", &u.cves),
+            ("bulletins", "bulletin", &u.security_bulletins),
+        ] {
+            if values.is_empty() {
+                continue;
+            }
+            let mut s = tx
+                .prepare_cached(&format!(
+                    "INSERT INTO {table} (update_id, {col}) VALUES (?1, ?2)"
+                ))
+                .map_err(e)?;
+            for v in values {
+                s.execute(params![id, v]).map_err(e)?;
+            }
+        }
+        {
+            let mut s = tx
+                .prepare_cached("INSERT OR REPLACE INTO localized (update_id, language, title, description) VALUES (?1, ?2, ?3, ?4)")
+                .map_err(e)?;
+            for l in u.localized.iter().filter(|l| langs.keeps(&l.language)) {
+                s.execute(params![id, l.language, l.title, l.description])
+                    .map_err(e)?;
+            }
+        }
+        if !u.files.is_empty() {
+            let mut s = tx
+                .prepare_cached("INSERT INTO files (update_id, name, size, digest, sha256, modified) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+                .map_err(e)?;
+            for f in &u.files {
+                s.execute(params![
+                    id,
+                    f.name,
+                    f.size.map(|x| x as i64),
+                    f.digest,
+                    f.sha256,
+                    f.modified
+                ])
+                .map_err(e)?;
+                if let (Some(d), Some(url)) = (&f.digest, &f.url) {
+                    tx.prepare_cached(
+                        "INSERT OR REPLACE INTO file_urls (digest, url) VALUES (?1, ?2)",
+                    )
+                    .and_then(|mut s| s.execute(params![d, url]))
+                    .map_err(e)?;
+                }
+            }
+        }
+        if u.update_type == UpdateType::Category {
+            let kind = u.category_kind.map(|k| k.as_str()).unwrap_or("Product");
+            let parent = u.categories.first().map(|p| p.to_string());
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO categories (id, kind, parent_id, title, display_order) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut s| s.execute(params![id, kind, parent, u.title("en").unwrap_or(""), u.display_order]))
+            .map_err(e)?;
+        }
+        tx.prepare_cached("INSERT OR IGNORE INTO revisions (update_id, revision, source, seen_version) VALUES (?1, ?2, ?3, ?4)")
+            .and_then(|mut s| s.execute(params![id, u.identity.revision, self.source, v]))
+            .map_err(e)?;
+        Ok(())
+    }
+
+    /// Records that a revision was seen without storing it (an older one than stored).
+    pub fn record_revision(&self, identity: crate::model::Identity) -> Result<()> {
+        self.tx
+            .prepare_cached("INSERT OR IGNORE INTO revisions (update_id, revision, source, seen_version) VALUES (?1, ?2, ?3, ?4)")
+            .and_then(|mut s| s.execute(params![identity.id.to_string(), identity.revision, self.source, self.version as i64]))
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn put_file_url(&self, digest: &str, url: &str) -> Result<()> {
+        self.tx
+            .prepare_cached("INSERT OR REPLACE INTO file_urls (digest, url) VALUES (?1, ?2)")
+            .and_then(|mut s| s.execute(params![digest, url]))
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Records what became of a listed identity, and which stage decided it and why.
+    pub fn set_item(
+        &self,
+        id: UpdateId,
+        revision: u32,
+        verdict: ItemVerdict,
+        decided_by: &str,
+        reason: Option<&str>,
+    ) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO catalog_items (source, update_id, revision, verdict, decided_by, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT(source, update_id) DO UPDATE SET revision = ?3, verdict = ?4, decided_by = ?5, reason = ?6",
+            )
+            .and_then(|mut s| s.execute(params![self.source, id.to_string(), revision, verdict.as_str(), decided_by, reason]))
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn delete_item(&self, id: UpdateId) -> Result<()> {
+        self.tx
+            .prepare_cached("DELETE FROM catalog_items WHERE source = ?1 AND update_id = ?2")
+            .and_then(|mut s| s.execute(params![self.source, id.to_string()]))
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn set_selected_by(&self, id: UpdateId, by: &str) -> Result<()> {
+        self.tx
+            .prepare_cached("UPDATE updates SET selected_by = ?2 WHERE id = ?1")
+            .and_then(|mut s| s.execute(params![id.to_string(), by]))
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Marks an update expired (kept, not deleted). Returns `true` if it was active.
+    pub fn expire(&self, id: UpdateId) -> Result<bool> {
+        self.tx
+            .prepare_cached(
+                "UPDATE updates SET state = 'expired', expired_version = ?2, changed_version = ?2
+                 WHERE id = ?1 AND state = 'active'",
+            )
+            .and_then(|mut s| s.execute(params![id.to_string(), self.version as i64]))
+            .map(|n| n > 0)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Commits the source's changes, its new state, and (if `changed`) the new catalog version.
+    pub fn commit(self, kind: &str, state: &SourceState, changed: bool) -> Result<()> {
+        let e = |x: rusqlite::Error| super::store_err(&self.path, x);
+        self.tx
+            .execute(
+                "INSERT INTO sources (name, kind, fingerprint, selection_hash, language_hash, last_synced)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT(name) DO UPDATE SET kind = ?2, fingerprint = ?3, selection_hash = ?4, language_hash = ?5,
+                    last_synced = ?6",
+                params![self.source, kind, state.fingerprint, state.selection_hash, state.language_hash, now_rfc3339()],
+            )
+            .map_err(e)?;
+        if changed {
+            self.tx
+                .execute(
+                    "UPDATE meta SET value = ?1 WHERE key = 'catalog_version'",
+                    [self.version.to_string()],
+                )
+                .map_err(e)?;
+        }
+        self.tx.commit().map_err(e)
+    }
+}

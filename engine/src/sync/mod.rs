@@ -1,0 +1,431 @@
+//! The sync driver: fingerprint → list → diff → fetch → select → expire → commit, per source.
+
+mod report;
+mod select;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+use rusqlite::TransactionBehavior;
+
+pub use report::{ReadCounts, SourceOutcome, SourceReport, SyncReport};
+
+use crate::error::{Error, Result};
+use crate::events::{Phase, SyncEvent};
+use crate::filter::{FilterChain, LanguageSelection};
+use crate::model::{Identity, UpdateId};
+use crate::source::{CatalogSource, Fetched};
+use crate::store::write::Previous;
+use crate::store::{ItemVerdict, SourceState, Store, SyncWriter};
+
+/// How to run a sync.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SyncOptions {
+    /// Re-read every listed update and re-evaluate the filter, whatever the fingerprints say.
+    pub full: bool,
+}
+
+/// Above this many fetched updates, the log gets progress lines instead of one line each.
+const PER_UPDATE_LOG_LIMIT: usize = 10_000;
+
+/// What the sync knows about one update it fetched in this run.
+#[derive(Debug, Clone)]
+pub(crate) struct FetchedInfo {
+    /// The newest revision fetched in this run (the one stored).
+    pub identity: Identity,
+    /// The row as it was before this sync.
+    pub previous: Option<Previous>,
+    /// A category or detectoid: kept whatever the filter says.
+    pub always: bool,
+    pub published: bool,
+}
+
+/// Everything one source's sync needs besides the source itself.
+pub(crate) struct SourceContext<'a> {
+    pub kind: &'a str,
+    pub chain: &'a mut FilterChain,
+    pub languages: &'a LanguageSelection,
+    pub options: SyncOptions,
+    /// The catalog version this sync's changes get.
+    pub version: u64,
+    pub emit: &'a mut dyn FnMut(SyncEvent),
+}
+
+/// Syncs one source inside one transaction. On error nothing of this source is kept.
+pub(crate) fn sync_source(
+    store: &mut Store,
+    source: &mut dyn CatalogSource,
+    cx: SourceContext<'_>,
+) -> Result<SourceReport> {
+    let started = Instant::now();
+    let name = source.name().to_owned();
+    let mut report = SourceReport {
+        source: name.clone(),
+        kind: cx.kind.to_owned(),
+        ..Default::default()
+    };
+    (cx.emit)(SyncEvent::SourceStarted {
+        source: name.clone(),
+    });
+
+    let fingerprint = source.fingerprint()?;
+    let previous_state = store.source_state(&name)?;
+    let selection_hash = cx.chain.config_hash();
+    let language_hash = cx.languages.config_hash();
+    let selection_changed =
+        previous_state.selection_hash.as_deref() != Some(selection_hash.as_str());
+    let languages_changed = previous_state.language_hash.as_deref() != Some(language_hash.as_str());
+    let new_state = SourceState {
+        fingerprint: fingerprint.clone(),
+        selection_hash: Some(selection_hash),
+        language_hash: Some(language_hash),
+    };
+
+    if !cx.options.full
+        && fingerprint.is_some()
+        && previous_state.fingerprint == fingerprint
+        && !selection_changed
+        && !languages_changed
+    {
+        report.outcome = SourceOutcome::Unchanged;
+        report.unchanged = store
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM catalog_items WHERE source = ?1 AND verdict = 'stored'",
+                [&name],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(|e| store.err(e))? as u64;
+        (cx.emit)(SyncEvent::SourceUnchanged { source: name });
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        return Ok(report);
+    }
+
+    // List and diff.
+    (cx.emit)(SyncEvent::PhaseStarted {
+        source: name.clone(),
+        phase: Phase::Listing,
+        total: 0,
+    });
+    let listing = source.list()?;
+    let mut listed: HashMap<UpdateId, u32> = HashMap::with_capacity(listing.entries.len());
+    for e in &listing.entries {
+        let r = listed.entry(e.id).or_insert(e.revision);
+        *r = (*r).max(e.revision);
+    }
+    let items = load_items(store, &name)?;
+    let mut wanted: HashSet<Identity> = HashSet::new();
+    let mut refetch_ids: HashSet<UpdateId> = HashSet::new();
+    for (id, rev) in &listed {
+        let refetch = match items.get(id) {
+            None => true,
+            Some((old, verdict)) => {
+                cx.options.full
+                    || old != rev
+                    || (*verdict == ItemVerdict::Excluded && selection_changed)
+                    || (*verdict == ItemVerdict::Stored && languages_changed)
+            }
+        };
+        if refetch {
+            refetch_ids.insert(*id);
+        } else if items
+            .get(id)
+            .is_some_and(|(_, v)| *v == ItemVerdict::Stored)
+        {
+            report.unchanged += 1;
+        }
+    }
+
+    let path = store.path().to_owned();
+    // Older revisions listed beside the newest are read too, and recorded as seen.
+    for e in &listing.entries {
+        if refetch_ids.contains(&e.id) {
+            wanted.insert(*e);
+        }
+    }
+    drop(refetch_ids);
+
+    let tx = store
+        .conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| {
+            if e.to_string().contains("locked") || e.to_string().contains("busy") {
+                Error::Busy("another process holds the store's write lock".into())
+            } else {
+                crate::store::store_err(&path, e)
+            }
+        })?;
+    let mut writer = SyncWriter::new(tx, &path, &name, cx.version)?;
+
+    // Fetch.
+    let mut fetched: HashMap<UpdateId, FetchedInfo> = HashMap::with_capacity(wanted.len());
+    let log_each = wanted.len() <= PER_UPDATE_LOG_LIMIT;
+    let delivered = fetch_into(
+        &mut writer,
+        source,
+        &wanted,
+        &name,
+        cx.languages,
+        &mut fetched,
+        &mut report,
+        cx.emit,
+    )?;
+    let missing: Vec<&Identity> = wanted.iter().filter(|i| !delivered.contains(i)).collect();
+    if let Some(first) = missing.first() {
+        return Err(Error::source(
+            &name,
+            format!("update {} revision {}", first.id, first.revision),
+            format!(
+                "the catalog lists {} update(s) whose metadata it does not contain (this is the first); \
+                 the catalog is incomplete: export or download it again",
+                missing.len()
+            ),
+        ));
+    }
+
+    for info in fetched.values().filter(|f| f.always) {
+        count_change(
+            &mut report,
+            info.previous.as_ref(),
+            info.identity.revision,
+            info.published,
+        );
+    }
+
+    // Select: filters, bundles, missing leaves.
+    let warnings = select::run(
+        &mut writer,
+        source,
+        &listed,
+        &mut fetched,
+        &mut report,
+        cx.chain,
+        cx.languages,
+        selection_changed || cx.options.full,
+        log_each,
+        cx.emit,
+    )?;
+    for w in warnings {
+        (cx.emit)(SyncEvent::Warning {
+            source: Some(name.clone()),
+            message: w.clone(),
+        });
+        report.warnings.push(w);
+    }
+
+    // Expire what a full listing no longer has.
+    (cx.emit)(SyncEvent::PhaseStarted {
+        source: name.clone(),
+        phase: Phase::Applying,
+        total: 0,
+    });
+    if listing.complete {
+        let gone = ids_not_listed(&writer, &name, &listed)?;
+        for id in gone.stored {
+            if writer.expire(id)? {
+                report.expired += 1;
+            }
+        }
+        for id in gone.items {
+            writer.delete_item(id)?;
+        }
+    }
+    let changed = report.new + report.revised + report.expired + report.removed > 0;
+    writer.commit(cx.kind, &new_state, changed)?;
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    (cx.emit)(SyncEvent::SourceFinished {
+        report: report.clone(),
+    });
+    Ok(report)
+}
+
+/// Fetches `wanted` into the store as pending rows, recording what each replaced.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn fetch_into(
+    writer: &mut SyncWriter<'_>,
+    source: &mut dyn CatalogSource,
+    wanted: &HashSet<Identity>,
+    name: &str,
+    languages: &LanguageSelection,
+    fetched: &mut HashMap<UpdateId, FetchedInfo>,
+    report: &mut SourceReport,
+    emit: &mut dyn FnMut(SyncEvent),
+) -> Result<HashSet<Identity>> {
+    let mut delivered = HashSet::with_capacity(wanted.len());
+    if wanted.is_empty() {
+        return Ok(delivered);
+    }
+    let total = wanted.len() as u64;
+    emit(SyncEvent::PhaseStarted {
+        source: name.to_owned(),
+        phase: Phase::Fetching,
+        total,
+    });
+    let mut done = 0u64;
+    let mut last = Instant::now();
+    source.fetch(wanted, &mut |item| {
+        match item {
+            Fetched::Update { update, .. } => {
+                let id = update.identity.id;
+                if !wanted.contains(&update.identity) || !delivered.insert(update.identity) {
+                    return Ok(());
+                }
+                report.read.count(&update);
+                done += 1;
+                report.fetched += 1;
+                // Several revisions of one update: the newest is stored, every one is recorded.
+                if let Some(info) = fetched.get_mut(&id) {
+                    if update.identity.revision <= info.identity.revision {
+                        writer.record_revision(update.identity)?;
+                        return Ok(());
+                    }
+                    writer.put_update(&update, true, languages)?;
+                    info.identity = update.identity;
+                    info.published = update.is_published();
+                } else {
+                    let previous = writer.previous(id)?;
+                    if previous
+                        .as_ref()
+                        .is_some_and(|p| p.revision > update.identity.revision)
+                    {
+                        // Another source (or an earlier sync) stored a newer revision.
+                        writer.record_revision(update.identity)?;
+                        writer.set_item(
+                            id,
+                            update.identity.revision,
+                            ItemVerdict::Stored,
+                            "store",
+                            Some("a newer revision is stored"),
+                        )?;
+                        return Ok(());
+                    }
+                    writer.put_update(&update, previous.is_some(), languages)?;
+                    fetched.insert(
+                        id,
+                        FetchedInfo {
+                            identity: update.identity,
+                            previous,
+                            always: update.update_type.is_always_synced(),
+                            published: update.is_published(),
+                        },
+                    );
+                }
+                if update.update_type.is_always_synced() {
+                    writer.set_item(
+                        id,
+                        update.identity.revision,
+                        ItemVerdict::Stored,
+                        "catalog",
+                        None,
+                    )?;
+                }
+                if done == total || last.elapsed().as_millis() >= 250 {
+                    last = Instant::now();
+                    emit(SyncEvent::Progress {
+                        source: name.to_owned(),
+                        phase: Phase::Fetching,
+                        done,
+                        total,
+                    });
+                }
+            }
+            Fetched::FileUrl { digest, url } => writer.put_file_url(&digest, &url)?,
+        }
+        Ok(())
+    })?;
+    if done < total {
+        emit(SyncEvent::Progress {
+            source: name.to_owned(),
+            phase: Phase::Fetching,
+            done,
+            total,
+        });
+    }
+    Ok(delivered)
+}
+
+/// Counts a kept entry as new, revised, expired or unchanged.
+pub(crate) fn count_change(
+    report: &mut SourceReport,
+    previous: Option<&Previous>,
+    revision: u32,
+    published: bool,
+) {
+    match previous {
+        None => report.new += 1,
+        Some(p) if p.revision != revision => {
+            if !published && p.state == "active" {
+                report.expired += 1
+            } else {
+                report.revised += 1
+            }
+        }
+        Some(p) => {
+            if !published && p.state == "active" {
+                report.expired += 1
+            } else {
+                report.unchanged += 1
+            }
+        }
+    }
+}
+
+fn load_items(store: &Store, source: &str) -> Result<HashMap<UpdateId, (u32, ItemVerdict)>> {
+    let mut out = HashMap::new();
+    let mut stmt = store
+        .conn
+        .prepare("SELECT update_id, revision, verdict FROM catalog_items WHERE source = ?1")
+        .map_err(|e| store.err(e))?;
+    let rows = stmt
+        .query_map([source], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, u32>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })
+        .map_err(|e| store.err(e))?;
+    for row in rows {
+        let (id, rev, verdict) = row.map_err(|e| store.err(e))?;
+        let id = UpdateId::parse(&id).map_err(|m| store.err(format!("catalog_items: {m}")))?;
+        let v = if verdict == "stored" {
+            ItemVerdict::Stored
+        } else {
+            ItemVerdict::Excluded
+        };
+        out.insert(id, (rev, v));
+    }
+    Ok(out)
+}
+
+struct NotListed {
+    stored: Vec<UpdateId>,
+    items: Vec<UpdateId>,
+}
+
+fn ids_not_listed(
+    writer: &SyncWriter<'_>,
+    source: &str,
+    listed: &HashMap<UpdateId, u32>,
+) -> Result<NotListed> {
+    let collect = |sql: &str| -> Result<Vec<UpdateId>> {
+        let mut stmt = writer.tx.prepare(sql).map_err(|e| writer.err(e))?;
+        let rows = stmt
+            .query_map([source], |r| r.get::<_, String>(0))
+            .map_err(|e| writer.err(e))?;
+        let mut out = Vec::new();
+        for r in rows {
+            let id = UpdateId::parse(&r.map_err(|e| writer.err(e))?).map_err(|m| writer.err(m))?;
+            if !listed.contains_key(&id) {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    };
+    Ok(NotListed {
+        stored: collect("SELECT id FROM updates WHERE source = ?1 AND state = 'active'")?,
+        items: collect(
+            "SELECT update_id FROM catalog_items WHERE source = ?1 AND verdict = 'excluded'",
+        )?,
+    })
+}

@@ -1,0 +1,401 @@
+//! The selection stage: the filter chain decides top-level updates, bundles bring their
+//! leaves (transitively, fetching leaves the store lacks), everything else leaves the store.
+
+use std::collections::{HashMap, HashSet};
+
+use rusqlite::OptionalExtension;
+
+use super::{FetchedInfo, count_change, fetch_into};
+use crate::error::Result;
+use crate::events::{Phase, SyncEvent};
+use crate::filter::{FilterChain, LanguageSelection, UpdateView, Verdict};
+use crate::model::{Identity, UpdateId, UpdateType};
+use crate::source::CatalogSource;
+use crate::store::{ItemVerdict, SyncWriter};
+use crate::sync::SourceReport;
+
+const BATCH: usize = 2048;
+const MAX_BUNDLE_DEPTH: usize = 16;
+
+struct Candidate {
+    view: UpdateView,
+}
+
+/// Why a candidate stays.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum KeptBy {
+    Filter,
+    Bundle,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run(
+    writer: &mut SyncWriter<'_>,
+    source: &mut dyn CatalogSource,
+    listed: &HashMap<UpdateId, u32>,
+    fetched: &mut HashMap<UpdateId, FetchedInfo>,
+    report: &mut SourceReport,
+    chain: &mut FilterChain,
+    languages: &LanguageSelection,
+    reevaluate_all: bool,
+    log_each: bool,
+    emit: &mut dyn FnMut(SyncEvent),
+) -> Result<Vec<String>> {
+    let name = source.name().to_owned();
+    let tree = crate::store::load_category_tree(&writer.tx).map_err(|e| writer.err(e))?;
+    let mut warnings = chain.prepare(&tree);
+    let mut all_mode = reevaluate_all;
+    let mut unresolved: Vec<(UpdateId, UpdateId)> = Vec::new();
+
+    for _round in 0..MAX_BUNDLE_DEPTH {
+        let cond = if all_mode {
+            "u.source = ?1 AND u.update_type IN ('Software', 'Driver')"
+        } else {
+            "u.selected_by = 'pending' AND ?1 = ?1"
+        };
+        let candidates = load_candidates(writer, cond, &name)?;
+        if candidates.is_empty() {
+            break;
+        }
+        emit(SyncEvent::PhaseStarted {
+            source: name.clone(),
+            phase: Phase::Selecting,
+            total: candidates.len() as u64,
+        });
+        let index: HashMap<UpdateId, usize> = candidates
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.view.id, i))
+            .collect();
+
+        // 1. The filter chain decides updates that name categories.
+        let mut decisions: Vec<Option<(String, Verdict, Option<String>)>> =
+            vec![None; candidates.len()];
+        let decided: Vec<usize> = (0..candidates.len())
+            .filter(|i| !candidates[*i].view.categories.is_empty())
+            .collect();
+        for chunk in decided.chunks(BATCH) {
+            let views: Vec<UpdateView> =
+                chunk.iter().map(|i| candidates[*i].view.clone()).collect();
+            for (k, (stage, d)) in chain.evaluate(&tree, &views).into_iter().enumerate() {
+                decisions[chunk[k]] = Some((stage, d.verdict, d.reason));
+            }
+        }
+        let mut kept: Vec<Option<KeptBy>> = decisions
+            .iter()
+            .map(|d| matches!(d, Some((_, Verdict::Include, _))).then_some(KeptBy::Filter))
+            .collect();
+
+        // 2. Bundles bring their leaves, transitively.
+        let parents = bundle_parents(writer, cond, &name)?;
+        let mut outside: HashMap<UpdateId, bool> = HashMap::new();
+        loop {
+            let mut changed = false;
+            for (i, c) in candidates.iter().enumerate() {
+                if kept[i].is_some() {
+                    continue;
+                }
+                let Some(ps) = parents.get(&c.view.id) else {
+                    continue;
+                };
+                for p in ps {
+                    let parent_kept = match index.get(p) {
+                        Some(j) => kept[*j].is_some(),
+                        None => match outside.get(p) {
+                            Some(k) => *k,
+                            None => {
+                                let k = stored_and_selected(writer, *p)?;
+                                outside.insert(*p, k);
+                                k
+                            }
+                        },
+                    };
+                    if parent_kept {
+                        kept[i] = Some(KeptBy::Bundle);
+                        changed = true;
+                        break;
+                    }
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+
+        // Read before applying: applying moves the candidates out of `pending`.
+        let children = bundle_children(writer, cond, &name)?;
+
+        // 3. Apply.
+        for (i, c) in candidates.iter().enumerate() {
+            let id = c.view.id;
+            let info = fetched.get(&id);
+            match kept[i] {
+                Some(by) => {
+                    let (stage, reason) = match (by, &decisions[i]) {
+                        (KeptBy::Filter, Some((stage, _, reason))) => {
+                            (stage.clone(), reason.clone())
+                        }
+                        _ => (
+                            "bundle".to_owned(),
+                            Some("bundled in a selected update".to_owned()),
+                        ),
+                    };
+                    writer.set_selected_by(
+                        id,
+                        if by == KeptBy::Filter {
+                            "filter"
+                        } else {
+                            "bundle"
+                        },
+                    )?;
+                    writer.set_item(
+                        id,
+                        c.view.revision,
+                        ItemVerdict::Stored,
+                        &stage,
+                        reason.as_deref(),
+                    )?;
+                    if let Some(info) = info {
+                        let published = !is_expired(writer, id)?;
+                        count_change(
+                            report,
+                            info.previous.as_ref(),
+                            info.identity.revision,
+                            published,
+                        );
+                        if log_each
+                            && info
+                                .previous
+                                .as_ref()
+                                .is_none_or(|p| p.revision != info.identity.revision)
+                        {
+                            let kb = first_kb(writer, id)?;
+                            emit(SyncEvent::UpdateStored {
+                                source: name.clone(),
+                                id: id.to_string(),
+                                title: c.view.title.clone().unwrap_or_default(),
+                                kb,
+                            });
+                        }
+                    }
+                }
+                None => {
+                    let (stage, reason) = match &decisions[i] {
+                        Some((stage, _, reason)) => (stage.clone(), reason.clone()),
+                        None if parents.contains_key(&id) => (
+                            "bundle".to_owned(),
+                            Some("no selected bundle carries it".to_owned()),
+                        ),
+                        None => (
+                            "built-in selection".to_owned(),
+                            Some("names no product or classification".to_owned()),
+                        ),
+                    };
+                    writer.delete_update(id)?;
+                    writer.set_item(
+                        id,
+                        c.view.revision,
+                        ItemVerdict::Excluded,
+                        &stage,
+                        reason.as_deref(),
+                    )?;
+                    let was_stored = match info {
+                        Some(info) => info.previous.is_some(),
+                        None => true,
+                    };
+                    if was_stored {
+                        report.removed += 1;
+                    } else {
+                        report.excluded += 1;
+                    }
+                }
+            }
+        }
+
+        // 4. Leaves of kept bundles that the store does not have yet.
+        let mut wanted: HashSet<Identity> = HashSet::new();
+        for (bundle, leaf) in children {
+            let Some(&bi) = index.get(&bundle) else {
+                continue;
+            };
+            if kept[bi].is_none() || index.contains_key(&leaf) || exists(writer, leaf)? {
+                continue;
+            }
+            match listed.get(&leaf) {
+                Some(rev) if !fetched.contains_key(&leaf) => {
+                    wanted.insert(Identity {
+                        id: leaf,
+                        revision: *rev,
+                    });
+                }
+                Some(_) => {}
+                None => unresolved.push((bundle, leaf)),
+            }
+        }
+        if wanted.is_empty() {
+            break;
+        }
+        let got = fetch_into(
+            writer, source, &wanted, &name, languages, fetched, report, emit,
+        )?;
+        unresolved.extend(
+            wanted
+                .iter()
+                .filter(|i| !got.contains(i))
+                .map(|i| (i.id, i.id)),
+        );
+        all_mode = false;
+    }
+
+    if let Some((bundle, leaf)) = unresolved.first() {
+        report.unresolved_bundle_leaves = unresolved.len() as u64;
+        warnings.push(format!(
+            "{} bundled update(s) named by selected bundles are not in the catalog (first: bundle {bundle} names {leaf}); \
+             the catalog is incomplete",
+            unresolved.len()
+        ));
+    }
+    Ok(warnings)
+}
+
+fn load_candidates(writer: &SyncWriter<'_>, cond: &str, source: &str) -> Result<Vec<Candidate>> {
+    let mut cats: HashMap<UpdateId, Vec<UpdateId>> = HashMap::new();
+    {
+        let sql = format!(
+            "SELECT uc.update_id, uc.category_id FROM update_categories uc JOIN updates u ON u.id = uc.update_id WHERE {cond}"
+        );
+        let mut stmt = writer.tx.prepare(&sql).map_err(|e| writer.err(e))?;
+        let mut rows = stmt.query([source]).map_err(|e| writer.err(e))?;
+        while let Some(r) = rows.next().map_err(|e| writer.err(e))? {
+            let u = parse_id(
+                writer,
+                r.get_ref(0)
+                    .map_err(|e| writer.err(e))?
+                    .as_str()
+                    .unwrap_or_default(),
+            )?;
+            let c = parse_id(
+                writer,
+                r.get_ref(1)
+                    .map_err(|e| writer.err(e))?
+                    .as_str()
+                    .unwrap_or_default(),
+            )?;
+            cats.entry(u).or_default().push(c);
+        }
+    }
+    let sql = format!(
+        "SELECT u.id, u.revision, u.update_type, u.title, u.msrc_severity, u.is_bundle FROM updates u WHERE {cond}"
+    );
+    let mut stmt = writer.tx.prepare(&sql).map_err(|e| writer.err(e))?;
+    let mut rows = stmt.query([source]).map_err(|e| writer.err(e))?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().map_err(|e| writer.err(e))? {
+        let get = |i| r.get_ref(i).map_err(|e| writer.err(e));
+        let id = parse_id(writer, get(0)?.as_str().unwrap_or_default())?;
+        let t: String = r.get(2).map_err(|e| writer.err(e))?;
+        out.push(Candidate {
+            view: UpdateView {
+                id,
+                revision: r.get(1).map_err(|e| writer.err(e))?,
+                update_type: UpdateType::parse(&t).unwrap_or(UpdateType::Software),
+                title: r.get(3).map_err(|e| writer.err(e))?,
+                categories: cats.remove(&id).unwrap_or_default(),
+                msrc_severity: r.get(4).map_err(|e| writer.err(e))?,
+                is_bundle: r.get(5).map_err(|e| writer.err(e))?,
+            },
+        });
+    }
+    Ok(out)
+}
+
+fn parse_id(writer: &SyncWriter<'_>, s: &str) -> Result<UpdateId> {
+    UpdateId::parse(s).map_err(|m| writer.err(m))
+}
+
+/// leaf → bundles that carry it, for the candidates.
+fn bundle_parents(
+    writer: &SyncWriter<'_>,
+    cond: &str,
+    source: &str,
+) -> Result<HashMap<UpdateId, Vec<UpdateId>>> {
+    let sql = format!(
+        "SELECT r.other_id, r.update_id FROM updates u JOIN relations r ON r.other_id = u.id AND r.kind = 'bundled' WHERE {cond}"
+    );
+    pairs(writer, &sql, source).map(|v| {
+        let mut m: HashMap<UpdateId, Vec<UpdateId>> = HashMap::new();
+        for (leaf, bundle) in v {
+            m.entry(leaf).or_default().push(bundle);
+        }
+        m
+    })
+}
+
+/// (bundle, leaf) for the candidates that are bundles.
+fn bundle_children(
+    writer: &SyncWriter<'_>,
+    cond: &str,
+    source: &str,
+) -> Result<Vec<(UpdateId, UpdateId)>> {
+    let sql = format!(
+        "SELECT r.update_id, r.other_id FROM updates u JOIN relations r ON r.update_id = u.id AND r.kind = 'bundled' WHERE {cond}"
+    );
+    pairs(writer, &sql, source)
+}
+
+fn pairs(writer: &SyncWriter<'_>, sql: &str, source: &str) -> Result<Vec<(UpdateId, UpdateId)>> {
+    let mut stmt = writer.tx.prepare(sql).map_err(|e| writer.err(e))?;
+    let mut rows = stmt.query([source]).map_err(|e| writer.err(e))?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().map_err(|e| writer.err(e))? {
+        let a = parse_id(
+            writer,
+            r.get_ref(0)
+                .map_err(|e| writer.err(e))?
+                .as_str()
+                .unwrap_or_default(),
+        )?;
+        let b = parse_id(
+            writer,
+            r.get_ref(1)
+                .map_err(|e| writer.err(e))?
+                .as_str()
+                .unwrap_or_default(),
+        )?;
+        out.push((a, b));
+    }
+    Ok(out)
+}
+
+fn stored_and_selected(writer: &SyncWriter<'_>, id: UpdateId) -> Result<bool> {
+    let by: Option<String> = writer
+        .tx
+        .prepare_cached("SELECT selected_by FROM updates WHERE id = ?1")
+        .and_then(|mut s| s.query_row([id.to_string()], |r| r.get(0)).optional())
+        .map_err(|e| writer.err(e))?;
+    Ok(matches!(by.as_deref(), Some("filter") | Some("bundle")))
+}
+
+fn exists(writer: &SyncWriter<'_>, id: UpdateId) -> Result<bool> {
+    writer
+        .tx
+        .prepare_cached("SELECT 1 FROM updates WHERE id = ?1")
+        .and_then(|mut s| s.exists([id.to_string()]))
+        .map_err(|e| writer.err(e))
+}
+
+fn is_expired(writer: &SyncWriter<'_>, id: UpdateId) -> Result<bool> {
+    writer
+        .tx
+        .prepare_cached("SELECT 1 FROM updates WHERE id = ?1 AND state = 'expired'")
+        .and_then(|mut s| s.exists([id.to_string()]))
+        .map_err(|e| writer.err(e))
+}
+
+fn first_kb(writer: &SyncWriter<'_>, id: UpdateId) -> Result<Option<String>> {
+    writer
+        .tx
+        .prepare_cached("SELECT kb FROM kb_articles WHERE update_id = ?1 LIMIT 1")
+        .and_then(|mut s| s.query_row([id.to_string()], |r| r.get(0)).optional())
+        .map_err(|e| writer.err(e))
+}

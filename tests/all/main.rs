@@ -1,0 +1,12 @@
+//! patchsync's integration tests: one binary, real SQLite files, real CAB packages, the real
+//! `patchsync` program, and the real catalogs in `../shared/data`.
+
+mod bad_input;
+mod bundles;
+mod cli;
+mod common;
+mod crash;
+mod delta;
+mod filters;
+mod generator;
+mod real_export;
