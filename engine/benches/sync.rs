@@ -1,1 +1,294 @@
-fn main() {}
+//! Sync benchmarks: full sync, 1 % delta, unchanged re-sync and a raw baseline (the same
+//! package parsed with quick-xml into the same rows, inserted with plain prepared statements
+//! in one transaction, no engine around it), each in a child process for its peak RSS.
+//!
+//! `cargo bench -p patchsync --bench sync` (updates: `PATCHSYNC_BENCH_UPDATES`, default 500000).
+
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use patchsync::generate::{EvolveOptions, GenerateOptions, evolve, generate};
+use patchsync::source::RecordReader;
+use patchsync::store::Store;
+use patchsync::xml::parse_update;
+use patchsync::{Config, Engine, SyncOptions};
+use rusqlite::params;
+
+fn peak_rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn config(dir: &Path, cab: &Path) -> Config {
+    let text = format!(
+        "[site]\nname = \"BENCH\"\nstore = \"store.db\"\n[[source]]\nname = \"gen\"\nkind = \"wsus-export\"\npath = {:?}\n[filter]\nproducts = [\"*\"]\nclassifications = [\"*\"]\nlanguages = [\"en\", \"de\"]\n",
+        cab.display().to_string()
+    );
+    Config::parse(&text, &dir.join("patchsync.toml"), dir).expect("bench config")
+}
+
+/// Runs in the child: one measured operation, then prints `seconds peak_rss_kb`.
+fn child(mode: &str, dir: &Path, cab: &Path) {
+    let t = Instant::now();
+    match mode {
+        "baseline" => baseline(&dir.join("baseline.db"), cab),
+        _ => {
+            let mut engine = Engine::open(config(dir, cab)).expect("open");
+            let r = engine
+                .sync(SyncOptions::default(), &mut |_| {})
+                .expect("sync");
+            eprintln!(
+                "{mode}: {} new, {} revised, {} expired, {} unchanged; phases {:?}",
+                r.new, r.revised, r.expired, r.unchanged, r.sources[0].phases
+            );
+        }
+    }
+    println!("{} {}", t.elapsed().as_secs_f64(), peak_rss_kb());
+}
+
+/// The raw baseline: CAB → quick-xml → rows → prepared statements, one transaction.
+fn baseline(db: &Path, cab: &Path) {
+    let _ = std::fs::remove_file(db);
+    drop(Store::open(db).expect("schema"));
+    let mut conn = rusqlite::Connection::open(db).expect("open");
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -131072;",
+    )
+    .unwrap();
+    let tx = conn.transaction().unwrap();
+    let mut cabinet = cab::Cabinet::new(std::fs::File::open(cab).unwrap()).unwrap();
+    let mut records = RecordReader::new(BufReader::with_capacity(
+        1 << 18,
+        cabinet.read_file("metadata.txt").unwrap(),
+    ));
+    let mut zstd = zstd::bulk::Compressor::new(3).unwrap();
+    {
+        let mut up = tx.prepare("INSERT INTO updates (id, revision, source, update_type, publication_state, state, creation_date, default_language, title, msrc_severity, is_beta, is_bundle, selected_by, first_version, changed_version) VALUES (?1, ?2, 'gen', ?3, ?4, 'active', ?5, ?6, ?7, ?8, ?9, ?10, 'filter', 1, 1)").unwrap();
+        let mut xml = tx
+            .prepare("INSERT INTO update_xml (uid, xml) VALUES (?1, ?2)")
+            .unwrap();
+        let mut cat = tx
+            .prepare("INSERT OR IGNORE INTO update_categories (uid, category_id) VALUES (?1, ?2)")
+            .unwrap();
+        let mut rel = tx.prepare("INSERT INTO relations (uid, kind, other_id, other_revision) VALUES (?1, ?2, ?3, ?4)").unwrap();
+        let mut kb = tx
+            .prepare("INSERT INTO kb_articles (uid, kb) VALUES (?1, ?2)")
+            .unwrap();
+        let mut cve = tx
+            .prepare("INSERT INTO cves (uid, cve) VALUES (?1, ?2)")
+            .unwrap();
+        let mut bul = tx
+            .prepare("INSERT INTO bulletins (uid, bulletin) VALUES (?1, ?2)")
+            .unwrap();
+        let mut loc = tx.prepare("INSERT OR REPLACE INTO localized (uid, language, title, description) VALUES (?1, ?2, ?3, ?4)").unwrap();
+        let mut file = tx.prepare("INSERT INTO files (uid, name, size, digest, sha256, modified) VALUES (?1, ?2, ?3, ?4, ?5, ?6)").unwrap();
+        let mut rev = tx.prepare("INSERT OR IGNORE INTO revisions (update_id, revision, source, seen_version) VALUES (?1, ?2, 'gen', 1)").unwrap();
+        let mut item = tx.prepare("INSERT OR REPLACE INTO catalog_items (source, update_id, revision, verdict) VALUES ('gen', ?1, ?2, 'stored')").unwrap();
+        let mut category = tx.prepare("INSERT OR REPLACE INTO categories (id, kind, parent_id, title) VALUES (?1, ?2, ?3, ?4)").unwrap();
+        while let Some(r) = records.next_record().unwrap() {
+            let u = parse_update(&r.xml).unwrap();
+            let id = u.identity.id.to_string();
+            let uid = {
+                up.execute(params![
+                    id,
+                    u.identity.revision,
+                    u.update_type.as_str(),
+                    u.publication_state,
+                    u.creation_date,
+                    u.default_language,
+                    u.title("en"),
+                    u.msrc_severity,
+                    u.is_beta,
+                    u.is_bundle()
+                ])
+                .unwrap();
+                tx.last_insert_rowid()
+            };
+            xml.execute(params![uid, zstd.compress(r.xml.as_bytes()).unwrap()])
+                .unwrap();
+            for c in &u.categories {
+                cat.execute(params![uid, c.to_string()]).unwrap();
+            }
+            for (k, o) in &u.relations {
+                rel.execute(params![uid, k.as_str(), o.id.to_string(), o.revision])
+                    .unwrap();
+            }
+            for k in &u.kb_articles {
+                kb.execute(params![uid, k]).unwrap();
+            }
+            for c in &u.cves {
+                cve.execute(params![uid, c]).unwrap();
+            }
+            for b in &u.security_bulletins {
+                bul.execute(params![uid, b]).unwrap();
+            }
+            for l in u
+                .localized
+                .iter()
+                .filter(|l| l.language == "en" || l.language == "de")
+            {
+                loc.execute(params![uid, l.language, l.title, l.description])
+                    .unwrap();
+            }
+            for f in &u.files {
+                file.execute(params![
+                    uid,
+                    f.name,
+                    f.size.map(|x| x as i64),
+                    f.digest,
+                    f.sha256,
+                    f.modified
+                ])
+                .unwrap();
+            }
+            rev.execute(params![id, u.identity.revision]).unwrap();
+            item.execute(params![id, u.identity.revision]).unwrap();
+            if let Some(k) = u.category_kind {
+                category
+                    .execute(params![
+                        id,
+                        k.as_str(),
+                        u.categories.first().map(|c| c.to_string()),
+                        u.title("en")
+                    ])
+                    .unwrap();
+            }
+        }
+    }
+    tx.commit().unwrap();
+}
+
+fn run_child(mode: &str, dir: &Path, cab: &Path) -> (f64, u64) {
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new(exe)
+        .args(["--child", mode])
+        .arg(dir)
+        .arg(cab)
+        .output()
+        .expect("child");
+    assert!(
+        out.status.success(),
+        "{mode} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut it = text.split_whitespace();
+    (
+        it.next().unwrap().parse().unwrap(),
+        it.next().unwrap().parse().unwrap(),
+    )
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--child") {
+        return child(&args[2], Path::new(&args[3]), Path::new(&args[4]));
+    }
+    if args.iter().any(|a| a == "--list") {
+        return;
+    }
+    let n: usize = std::env::var("PATCHSYNC_BENCH_UPDATES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500_000);
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
+    std::fs::create_dir_all(&root).unwrap();
+    let cab = root.join(format!("catalog-{n}.cab"));
+    let next = root.join(format!("catalog-{n}-next.cab"));
+    if !cab.exists() || !next.exists() {
+        let t = Instant::now();
+        generate(
+            &cab,
+            &GenerateOptions {
+                updates: n,
+                seed: 1,
+                categories_from: None,
+            },
+        )
+        .unwrap();
+        evolve(
+            &cab,
+            &next,
+            &EvolveOptions {
+                seed: 2,
+                change_percent: 1.0,
+            },
+        )
+        .unwrap();
+        eprintln!(
+            "generated {n}-update catalog and its 1 % evolution in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+    }
+    let dir = root.join(format!("run-{n}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let live = dir.join("live.cab");
+    std::fs::copy(&cab, &live).unwrap();
+
+    let (base_s, base_rss) = run_child("baseline", &dir, &live);
+    let (full_s, full_rss) = run_child("full", &dir, &live);
+    std::fs::copy(&next, &live).unwrap();
+    let (delta_s, delta_rss) = run_child("delta", &dir, &live);
+    let (same_s, same_rss) = run_child("unchanged", &dir, &live);
+    let db_mb = std::fs::metadata(dir.join("store.db"))
+        .map(|m| m.len())
+        .unwrap_or(0) as f64
+        / 1e6;
+
+    let row = |name: &str, s: f64, rss: u64, note: String| {
+        format!(
+            "| {name} | {s:.2} s | {:.0} MB | {note} |",
+            rss as f64 / 1024.0
+        )
+    };
+    let lines = [
+        format!(
+            "{n} updates ({} MB package), store {db_mb:.0} MB",
+            std::fs::metadata(&cab).unwrap().len() / 1_000_000
+        ),
+        "| run | time | peak RSS | vs. |".into(),
+        "|---|---|---|---|".into(),
+        row(
+            "raw baseline (quick-xml + prepared inserts, one transaction)",
+            base_s,
+            base_rss,
+            "1.00×".into(),
+        ),
+        row(
+            "full sync",
+            full_s,
+            full_rss,
+            format!("{:.2}× baseline", full_s / base_s),
+        ),
+        row(
+            "delta sync after 1 % evolution",
+            delta_s,
+            delta_rss,
+            format!("{:.1} % of full", 100.0 * delta_s / full_s),
+        ),
+        row(
+            "unchanged re-sync",
+            same_s,
+            same_rss,
+            format!("{:.1} % of full", 100.0 * same_s / full_s),
+        ),
+    ];
+    for l in &lines {
+        println!("{l}");
+    }
+    std::fs::write(
+        root.join(format!("results-{n}.md")),
+        lines.join("\n") + "\n",
+    )
+    .unwrap();
+}

@@ -117,7 +117,7 @@ fn killed_syncs_lose_nothing_and_duplicate_nothing() {
         "after recovery the store equals a clean sync"
     );
     assert_eq!(r.catalog_version, 1);
-    let dupes: i64 = site.sql("SELECT COUNT(*) FROM (SELECT update_id, language FROM localized GROUP BY 1, 2 HAVING COUNT(*) > 1)");
+    let dupes: i64 = site.sql("SELECT COUNT(*) FROM (SELECT uid, language FROM localized GROUP BY 1, 2 HAVING COUNT(*) > 1)");
     assert_eq!(dupes, 0);
     let history = site.cli_json(&["history", "--json"]);
     assert!(

@@ -63,7 +63,7 @@ fn evolution_is_applied_exactly_as_the_manifest_says() {
         "only what changed is read"
     );
     assert_eq!(
-        second.unchanged as u64,
+        second.unchanged,
         catalog_records - (m.revised.len() + m.expired.len() + m.removed.len()) as u64
     );
 

@@ -27,14 +27,14 @@ fn filter_changes_add_and_remove_updates() {
     let wrong: i64 = site.sql(
         "SELECT COUNT(*) FROM updates u WHERE u.selected_by = 'filter' AND NOT (
             EXISTS (SELECT 1 FROM update_categories c JOIN categories k ON k.id = c.category_id
-                    WHERE c.update_id = u.id AND k.title = 'Windows 11')
-        AND EXISTS (SELECT 1 FROM update_categories c WHERE c.update_id = u.id
+                    WHERE c.uid = u.uid AND k.title = 'Windows 11')
+        AND EXISTS (SELECT 1 FROM update_categories c WHERE c.uid = u.uid
                     AND c.category_id = '0fa1201d-4330-4fa8-8ae9-b877473b6441'))",
     );
     assert_eq!(wrong, 0);
     // Bundles bring their leaves: no kept bundle misses one.
     let unresolved: i64 = site.sql(
-        "SELECT COUNT(*) FROM relations r JOIN updates b ON b.id = r.update_id
+        "SELECT COUNT(*) FROM relations r JOIN updates b ON b.uid = r.uid
          WHERE r.kind = 'bundled' AND NOT EXISTS (SELECT 1 FROM updates l WHERE l.id = r.other_id)",
     );
     assert_eq!(unresolved, 0);
@@ -67,7 +67,7 @@ fn filter_changes_add_and_remove_updates() {
     assert!(w11.iter().all(|i| windows.contains(i)));
     assert_eq!(windows.len() - w11.len(), wider.new as usize);
     let other_products: i64 = site.sql(
-        "SELECT COUNT(*) FROM updates u JOIN update_categories c ON c.update_id = u.id JOIN categories k ON k.id = c.category_id
+        "SELECT COUNT(*) FROM updates u JOIN update_categories c ON c.uid = u.uid JOIN categories k ON k.id = c.category_id
          WHERE k.kind = 'Product' AND k.title NOT LIKE 'Windows%'",
     );
     assert_eq!(other_products, 0);

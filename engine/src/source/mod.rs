@@ -42,7 +42,7 @@ pub enum Fetched {
 
 /// A catalog of update metadata. Implementations: [`WsusExportSource`], [`DirectorySource`];
 /// later, offline scan files, vendor catalogs, parent sites and plugins.
-pub trait CatalogSource {
+pub trait CatalogSource: Send {
     /// The name given in the site config; used in errors and reports.
     fn name(&self) -> &str;
 
@@ -56,7 +56,9 @@ pub trait CatalogSource {
     fn list(&mut self) -> Result<Listing>;
 
     /// Hands the metadata of each identity in `wanted` to `sink`, in the source's order.
-    /// Identities not in `wanted` are skipped without being parsed.
+    /// Identities not in `wanted` are skipped without being parsed. The engine calls this on
+    /// a worker thread and writes to the store on its own, so reading and parsing overlap
+    /// with writing; when `sink` returns an error, stop and return it.
     fn fetch(
         &mut self,
         wanted: &HashSet<Identity>,

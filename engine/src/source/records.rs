@@ -59,6 +59,15 @@ impl<R: BufRead> RecordReader<R> {
 
     /// The next record, or `None` at the end. Errors say which record and what is wrong.
     pub fn next_record(&mut self) -> Result<Option<MetadataRecord>, String> {
+        self.next_record_if(|_, _| true)
+    }
+
+    /// Like [`next_record`](Self::next_record), but the XML of a record for which
+    /// `want(id_text, revision)` is false is skipped without being copied (its `xml` is empty).
+    pub fn next_record_if(
+        &mut self,
+        mut want: impl FnMut(&str, u32) -> bool,
+    ) -> Result<Option<MetadataRecord>, String> {
         if self.done {
             return Ok(None);
         }
@@ -109,9 +118,12 @@ impl<R: BufRead> RecordReader<R> {
             )
         })?;
 
-        let xml = self
-            .read_units(len)
-            .map_err(|m| format!("record {index} (update {id_text}): {m}"))?;
+        let xml = if want(&id_text, revision) {
+            self.read_units(len)
+        } else {
+            self.skip_units(len).map(|()| String::new())
+        }
+        .map_err(|m| format!("record {index} (update {id_text}): {m}"))?;
 
         // The XML must be followed by a line end or the end of the file.
         let next = self
@@ -138,6 +150,37 @@ impl<R: BufRead> RecordReader<R> {
         }))
     }
 
+    /// Skips `units` UTF-16 code units of UTF-8 text without copying them.
+    fn skip_units(&mut self, units: usize) -> Result<(), String> {
+        let mut counted = 0usize;
+        loop {
+            let buf = self.fill().map_err(|e| format!("cannot read: {e}"))?;
+            if buf.is_empty() {
+                return Err(format!(
+                    "the file ends inside the record: its length field says {units} characters, only {counted} \
+                     are there; the export is truncated or the length field is wrong"
+                ));
+            }
+            let mut used = 0;
+            for &b in buf {
+                let lead = (b as i8) >= -0x40;
+                if lead && counted >= units {
+                    self.inner.consume(used);
+                    return if counted == units {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "its length field says {units} characters, which splits a character; the length field is wrong"
+                        ))
+                    };
+                }
+                counted += usize::from(lead) + usize::from(b >= 0xF0);
+                used += 1;
+            }
+            self.inner.consume(used);
+        }
+    }
+
     /// Reads `units` UTF-16 code units of UTF-8 text without reading past them.
     fn read_units(&mut self, units: usize) -> Result<String, String> {
         let mut buf: Vec<u8> = Vec::with_capacity(units + units / 4);
@@ -162,8 +205,7 @@ impl<R: BufRead> RecordReader<R> {
             if bad {
                 return Err(format!("invalid UTF-8 at byte {} of the XML", valid + ok));
             }
-            let s = std::str::from_utf8(&buf[valid..valid + ok]).expect("checked");
-            counted += s.chars().map(char::len_utf16).sum::<usize>();
+            counted += utf16_units(&buf[valid..valid + ok]);
             valid += ok;
         }
         if counted > units {
@@ -173,6 +215,14 @@ impl<R: BufRead> RecordReader<R> {
         }
         String::from_utf8(buf).map_err(|e| format!("invalid UTF-8: {e}"))
     }
+}
+
+/// UTF-16 code units in valid UTF-8: one per character, two for characters above U+FFFF.
+/// (Every byte that does not continue a character starts one; 4-byte starts add one more.)
+fn utf16_units(utf8: &[u8]) -> usize {
+    utf8.iter()
+        .map(|&b| usize::from((b as i8) >= -0x40) + usize::from(b >= 0xF0))
+        .sum()
 }
 
 #[cfg(test)]
@@ -200,6 +250,17 @@ mod tests {
         let r2 = r.next_record().unwrap().unwrap();
         assert_eq!((r2.index, r2.revision, r2.xml.as_str()), (2, 0x1f, b));
         assert!(r.next_record().unwrap().is_none());
+    }
+
+    #[test]
+    fn utf16_units_match_std() {
+        for s in ["", "abc", "Ω家族", "😀 x 😀", "pt-BR Família"] {
+            assert_eq!(
+                utf16_units(s.as_bytes()),
+                s.chars().map(char::len_utf16).sum::<usize>(),
+                "{s}"
+            );
+        }
     }
 
     #[test]

@@ -103,10 +103,11 @@ impl Store {
             .map_err(|e| store_err(&self.path, e))?;
         self.conn
             .execute_batch(
-                "PRAGMA journal_mode = WAL;
+                "PRAGMA page_size = 16384;
+                 PRAGMA journal_mode = WAL;
                  PRAGMA synchronous = NORMAL;
                  PRAGMA foreign_keys = OFF;
-                 PRAGMA cache_size = -65536;
+                 PRAGMA cache_size = -131072;
                  PRAGMA temp_store = MEMORY;",
             )
             .map_err(|e| store_err(&self.path, e))

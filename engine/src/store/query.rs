@@ -260,7 +260,7 @@ impl Store {
                 .to_owned();
             args.push(kb);
             sql.push_str(&format!(
-                " AND u.id IN (SELECT update_id FROM kb_articles WHERE kb = ?{})",
+                " AND u.uid IN (SELECT uid FROM kb_articles WHERE kb = ?{})",
                 args.len()
             ));
         }
@@ -285,7 +285,7 @@ impl Store {
                     })
                     .collect();
                 sql.push_str(&format!(
-                    " AND u.id IN (SELECT update_id FROM update_categories WHERE category_id IN ({}))",
+                    " AND u.uid IN (SELECT uid FROM update_categories WHERE category_id IN ({}))",
                     placeholders.join(",")
                 ));
             }
@@ -329,15 +329,15 @@ impl Store {
         row.kb = self
             .conn
             .prepare_cached(
-                "SELECT kb FROM kb_articles WHERE update_id = ?1 ORDER BY rowid LIMIT 1",
+                "SELECT k.kb FROM kb_articles k JOIN updates u ON u.uid = k.uid WHERE u.id = ?1 ORDER BY k.rowid LIMIT 1",
             )
             .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
             .map_err(|e| self.err(e))?;
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT c.kind, c.title FROM update_categories uc JOIN categories c ON c.id = uc.category_id
-                 WHERE uc.update_id = ?1 ORDER BY c.title",
+                "SELECT c.kind, c.title FROM updates u JOIN update_categories uc ON uc.uid = u.uid
+                 JOIN categories c ON c.id = uc.category_id WHERE u.id = ?1 ORDER BY c.title",
             )
             .map_err(|e| self.err(e))?;
         let cats = stmt
@@ -393,7 +393,8 @@ impl Store {
         let (source, publication_state, is_bundle, first_version, changed_version, raw): (String, String, bool, i64, i64, Vec<u8>) =
             self.conn
                 .query_row(
-                    "SELECT source, publication_state, is_bundle, first_version, changed_version, raw_xml FROM updates WHERE id = ?1",
+                    "SELECT u.source, u.publication_state, u.is_bundle, u.first_version, u.changed_version, x.xml
+                     FROM updates u JOIN update_xml x ON x.uid = u.uid WHERE u.id = ?1",
                     [&ids],
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
                 )
@@ -402,7 +403,7 @@ impl Store {
         {
             let mut s = self
                 .conn
-                .prepare("SELECT language, title, description FROM localized WHERE update_id = ?1 ORDER BY language")
+                .prepare("SELECT l.language, l.title, l.description FROM localized l JOIN updates u ON u.uid = l.uid WHERE u.id = ?1 ORDER BY l.language")
                 .map_err(|e| self.err(e))?;
             let rows = s
                 .query_map([&ids], |r| {
@@ -422,8 +423,8 @@ impl Store {
             let mut s = self
                 .conn
                 .prepare(
-                    "SELECT r.kind, r.other_id, r.other_revision, u.title FROM relations r LEFT JOIN updates u ON u.id = r.other_id
-                     WHERE r.update_id = ?1 ORDER BY r.rowid",
+                    "SELECT r.kind, r.other_id, r.other_revision, o.title FROM updates u JOIN relations r ON r.uid = u.uid
+                     LEFT JOIN updates o ON o.id = r.other_id WHERE u.id = ?1 ORDER BY r.rowid",
                 )
                 .map_err(|e| self.err(e))?;
             let rows = s
@@ -445,8 +446,8 @@ impl Store {
             let mut s = self
                 .conn
                 .prepare(
-                    "SELECT f.name, f.size, f.digest, f.sha256, fu.url FROM files f LEFT JOIN file_urls fu ON fu.digest = f.digest
-                     WHERE f.update_id = ?1 ORDER BY f.rowid",
+                    "SELECT f.name, f.size, f.digest, f.sha256, fu.url FROM updates u JOIN files f ON f.uid = u.uid
+                     LEFT JOIN file_urls fu ON fu.digest = f.digest WHERE u.id = ?1 ORDER BY f.rowid",
                 )
                 .map_err(|e| self.err(e))?;
             let rows = s
@@ -495,15 +496,19 @@ impl Store {
             row,
             source,
             publication_state,
-            kb_articles: strings("SELECT kb FROM kb_articles WHERE update_id = ?1 ORDER BY rowid")?,
-            cves: strings("SELECT cve FROM cves WHERE update_id = ?1 ORDER BY rowid")?,
+            kb_articles: strings(
+                "SELECT k.kb FROM updates u JOIN kb_articles k ON k.uid = u.uid WHERE u.id = ?1 ORDER BY k.rowid",
+            )?,
+            cves: strings(
+                "SELECT c.cve FROM updates u JOIN cves c ON c.uid = u.uid WHERE u.id = ?1 ORDER BY c.rowid",
+            )?,
             security_bulletins: strings(
-                "SELECT bulletin FROM bulletins WHERE update_id = ?1 ORDER BY rowid",
+                "SELECT b.bulletin FROM updates u JOIN bulletins b ON b.uid = u.uid WHERE u.id = ?1 ORDER BY b.rowid",
             )?,
             localized,
             relations,
             bundled_by: strings(
-                "SELECT update_id FROM relations WHERE other_id = ?1 AND kind = 'bundled' ORDER BY update_id",
+                "SELECT b.id FROM relations r JOIN updates b ON b.uid = r.uid WHERE r.other_id = ?1 AND r.kind = 'bundled' ORDER BY b.id",
             )?,
             files,
             is_bundle,

@@ -30,7 +30,8 @@ CREATE TABLE catalog_items (
 ) WITHOUT ROWID;
 
 CREATE TABLE updates (
-    id                TEXT PRIMARY KEY,
+    uid               INTEGER PRIMARY KEY,
+    id                TEXT NOT NULL UNIQUE,
     revision          INTEGER NOT NULL,
     source            TEXT NOT NULL,
     update_type       TEXT NOT NULL,
@@ -48,58 +49,62 @@ CREATE TABLE updates (
     selected_by       TEXT NOT NULL,
     first_version     INTEGER NOT NULL,
     changed_version   INTEGER NOT NULL,
-    expired_version   INTEGER,
-    raw_xml           BLOB NOT NULL
+    expired_version   INTEGER
+);
+
+CREATE TABLE update_xml (
+    uid INTEGER PRIMARY KEY,
+    xml BLOB NOT NULL
 );
 CREATE INDEX updates_by_type ON updates (update_type, state);
 CREATE INDEX updates_by_source ON updates (source, update_type);
-CREATE INDEX updates_pending ON updates (id) WHERE selected_by = 'pending';
+CREATE INDEX updates_pending ON updates (uid) WHERE selected_by = 'pending';
 CREATE INDEX updates_by_changed_version ON updates (changed_version);
 
 CREATE TABLE update_categories (
-    update_id   TEXT NOT NULL,
+    uid         INTEGER NOT NULL,
     category_id TEXT NOT NULL,
-    PRIMARY KEY (update_id, category_id)
+    PRIMARY KEY (uid, category_id)
 ) WITHOUT ROWID;
 CREATE INDEX update_categories_by_category ON update_categories (category_id);
 
 CREATE TABLE relations (
-    update_id      TEXT NOT NULL,
+    uid            INTEGER NOT NULL,
     kind           TEXT NOT NULL,
     other_id       TEXT NOT NULL,
     other_revision INTEGER
 );
-CREATE INDEX relations_by_update ON relations (update_id);
+CREATE INDEX relations_by_update ON relations (uid);
 CREATE INDEX relations_by_other ON relations (other_id, kind);
 
-CREATE TABLE kb_articles (update_id TEXT NOT NULL, kb TEXT NOT NULL);
-CREATE INDEX kb_articles_by_update ON kb_articles (update_id);
+CREATE TABLE kb_articles (uid INTEGER NOT NULL, kb TEXT NOT NULL);
+CREATE INDEX kb_articles_by_update ON kb_articles (uid);
 CREATE INDEX kb_articles_by_kb ON kb_articles (kb);
 
-CREATE TABLE cves (update_id TEXT NOT NULL, cve TEXT NOT NULL);
-CREATE INDEX cves_by_update ON cves (update_id);
+CREATE TABLE cves (uid INTEGER NOT NULL, cve TEXT NOT NULL);
+CREATE INDEX cves_by_update ON cves (uid);
 CREATE INDEX cves_by_cve ON cves (cve);
 
-CREATE TABLE bulletins (update_id TEXT NOT NULL, bulletin TEXT NOT NULL);
-CREATE INDEX bulletins_by_update ON bulletins (update_id);
+CREATE TABLE bulletins (uid INTEGER NOT NULL, bulletin TEXT NOT NULL);
+CREATE INDEX bulletins_by_update ON bulletins (uid);
 
 CREATE TABLE localized (
-    update_id   TEXT NOT NULL,
+    uid         INTEGER NOT NULL,
     language    TEXT NOT NULL,
     title       TEXT NOT NULL,
     description TEXT,
-    PRIMARY KEY (update_id, language)
+    PRIMARY KEY (uid, language)
 ) WITHOUT ROWID;
 
 CREATE TABLE files (
-    update_id TEXT NOT NULL,
+    uid       INTEGER NOT NULL,
     name      TEXT NOT NULL,
     size      INTEGER,
     digest    TEXT,
     sha256    TEXT,
     modified  TEXT
 );
-CREATE INDEX files_by_update ON files (update_id);
+CREATE INDEX files_by_update ON files (uid);
 
 CREATE TABLE file_urls (
     digest TEXT PRIMARY KEY,

@@ -36,11 +36,11 @@ pub struct SyncWriter<'c> {
     pub(crate) tx: Transaction<'c>,
     source: String,
     version: u64,
-    compressor: zstd::bulk::Compressor<'static>,
     path: std::path::PathBuf,
 }
 
 const CHILD_TABLES: &[&str] = &[
+    "update_xml",
     "update_categories",
     "relations",
     "kb_articles",
@@ -50,6 +50,14 @@ const CHILD_TABLES: &[&str] = &[
     "files",
 ];
 
+/// Compresses raw update XML the way the store keeps it (zstd level 3).
+pub fn compress_xml(
+    compressor: &mut zstd::bulk::Compressor<'static>,
+    xml: &str,
+) -> std::io::Result<Vec<u8>> {
+    compressor.compress(xml.as_bytes())
+}
+
 impl<'c> SyncWriter<'c> {
     /// `version` is the catalog version this sync's changes get.
     pub(crate) fn new(
@@ -58,15 +66,10 @@ impl<'c> SyncWriter<'c> {
         source: &str,
         version: u64,
     ) -> Result<Self> {
-        let compressor = zstd::bulk::Compressor::new(3).map_err(|e| Error::Store {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
         Ok(SyncWriter {
             tx,
             source: source.to_owned(),
             version,
-            compressor,
             path: path.to_owned(),
         })
     }
@@ -95,11 +98,11 @@ impl<'c> SyncWriter<'c> {
             .map_err(|e| self.err(e))
     }
 
-    fn delete_children(&self, id: &str) -> Result<()> {
+    fn delete_children(&self, uid: i64) -> Result<()> {
         for t in CHILD_TABLES {
             self.tx
-                .prepare_cached(&format!("DELETE FROM {t} WHERE update_id = ?1"))
-                .and_then(|mut s| s.execute([id]))
+                .prepare_cached(&format!("DELETE FROM {t} WHERE uid = ?1"))
+                .and_then(|mut s| s.execute([uid]))
                 .map_err(|e| self.err(e))?;
         }
         Ok(())
@@ -108,7 +111,14 @@ impl<'c> SyncWriter<'c> {
     /// Deletes an update and everything hanging off it.
     pub fn delete_update(&self, id: UpdateId) -> Result<()> {
         let id = id.to_string();
-        self.delete_children(&id)?;
+        let uid: Option<i64> = self
+            .tx
+            .prepare_cached("SELECT uid FROM updates WHERE id = ?1")
+            .and_then(|mut s| s.query_row([&id], |r| r.get(0)).optional())
+            .map_err(|e| self.err(e))?;
+        if let Some(uid) = uid {
+            self.delete_children(uid)?;
+        }
         self.tx
             .prepare_cached("DELETE FROM categories WHERE id = ?1")
             .and_then(|mut s| s.execute([&id]))
@@ -122,20 +132,15 @@ impl<'c> SyncWriter<'c> {
 
     /// Inserts or replaces one update revision. Categories and detectoids are selected by the
     /// catalog itself; other updates start as `pending` until the selection stage decides.
+    /// `raw_zstd` is the update's raw XML, zstd-compressed (see [`compress_xml`]).
     pub fn put_update(
         &mut self,
         u: &Update,
+        raw_zstd: &[u8],
         had_previous: bool,
         langs: &LanguageSelection,
     ) -> Result<()> {
         let id = u.identity.id.to_string();
-        if had_previous {
-            self.delete_children(&id)?;
-        }
-        let raw = self
-            .compressor
-            .compress(u.raw_xml.as_bytes())
-            .map_err(|e| self.err(e))?;
         let title = u.title("en").map(str::to_owned);
         let state = if u.is_published() {
             "active"
@@ -149,19 +154,21 @@ impl<'c> SyncWriter<'c> {
             "pending"
         };
         let v = self.version as i64;
-        self.tx
+        let uid: i64 = self
+            .tx
             .prepare_cached(
                 "INSERT INTO updates (id, revision, source, update_type, publication_state, state, creation_date,
                     default_language, title, msrc_severity, is_beta, max_download_size, more_info_url, support_url,
-                    is_bundle, selected_by, first_version, changed_version, expired_version, raw_xml)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?17, ?18, ?19)
+                    is_bundle, selected_by, first_version, changed_version, expired_version)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?17, ?18)
                  ON CONFLICT(id) DO UPDATE SET revision = ?2, source = ?3, update_type = ?4, publication_state = ?5,
                     state = ?6, creation_date = ?7, default_language = ?8, title = ?9, msrc_severity = ?10,
                     is_beta = ?11, max_download_size = ?12, more_info_url = ?13, support_url = ?14, is_bundle = ?15,
-                    selected_by = ?16, changed_version = ?17, expired_version = ?18, raw_xml = ?19",
+                    selected_by = ?16, changed_version = ?17, expired_version = ?18
+                 RETURNING uid",
             )
             .and_then(|mut s| {
-                s.execute(params![
+                s.query_row(params![
                     id,
                     u.identity.revision,
                     self.source,
@@ -179,26 +186,35 @@ impl<'c> SyncWriter<'c> {
                     u.is_bundle(),
                     selected_by,
                     v,
-                    expired_version,
-                    raw
-                ])
+                    expired_version
+                ], |r| r.get::<_, i64>(0))
             })
             .map_err(|e| self.err(e))?;
+        if had_previous {
+            self.delete_children(uid)?;
+        }
 
         let tx = &self.tx;
         let e = |x: rusqlite::Error| super::store_err(&self.path, x);
+        tx.prepare_cached("INSERT INTO update_xml (uid, xml) VALUES (?1, ?2)")
+            .and_then(|mut s| s.execute(params![uid, raw_zstd]))
+            .map_err(e)?;
         {
-            let mut s = tx.prepare_cached("INSERT OR IGNORE INTO update_categories (update_id, category_id) VALUES (?1, ?2)").map_err(e)?;
+            let mut s = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO update_categories (uid, category_id) VALUES (?1, ?2)",
+                )
+                .map_err(e)?;
             for c in &u.categories {
-                s.execute(params![id, c.to_string()]).map_err(e)?;
+                s.execute(params![uid, c.to_string()]).map_err(e)?;
             }
         }
         {
             let mut s = tx
-                .prepare_cached("INSERT INTO relations (update_id, kind, other_id, other_revision) VALUES (?1, ?2, ?3, ?4)")
+                .prepare_cached("INSERT INTO relations (uid, kind, other_id, other_revision) VALUES (?1, ?2, ?3, ?4)")
                 .map_err(e)?;
             for (k, r) in &u.relations {
-                s.execute(params![id, k.as_str(), r.id.to_string(), r.revision])
+                s.execute(params![uid, k.as_str(), r.id.to_string(), r.revision])
                     .map_err(e)?;
             }
         }
@@ -211,26 +227,24 @@ impl<'c> SyncWriter<'c> {
                 continue;
             }
             let mut s = tx
-                .prepare_cached(&format!(
-                    "INSERT INTO {table} (update_id, {col}) VALUES (?1, ?2)"
-                ))
+                .prepare_cached(&format!("INSERT INTO {table} (uid, {col}) VALUES (?1, ?2)"))
                 .map_err(e)?;
             for v in values {
-                s.execute(params![id, v]).map_err(e)?;
+                s.execute(params![uid, v]).map_err(e)?;
             }
         }
         {
             let mut s = tx
-                .prepare_cached("INSERT OR REPLACE INTO localized (update_id, language, title, description) VALUES (?1, ?2, ?3, ?4)")
+                .prepare_cached("INSERT OR REPLACE INTO localized (uid, language, title, description) VALUES (?1, ?2, ?3, ?4)")
                 .map_err(e)?;
             for l in u.localized.iter().filter(|l| langs.keeps(&l.language)) {
-                s.execute(params![id, l.language, l.title, l.description])
+                s.execute(params![uid, l.language, l.title, l.description])
                     .map_err(e)?;
             }
         }
         if !u.files.is_empty() {
             let mut s = tx
-                .prepare_cached("INSERT INTO files (update_id, name, size, digest, sha256, modified) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+                .prepare_cached("INSERT INTO files (uid, name, size, digest, sha256, modified) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
                 .map_err(e)?;
             for f in &u.files {
                 s.execute(params![

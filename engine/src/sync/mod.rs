@@ -8,14 +8,14 @@ use std::time::Instant;
 
 use rusqlite::TransactionBehavior;
 
-pub use report::{ReadCounts, SourceOutcome, SourceReport, SyncReport};
+pub use report::{PhaseTimes, ReadCounts, SourceOutcome, SourceReport, SyncReport};
 
 use crate::error::{Error, Result};
 use crate::events::{Phase, SyncEvent};
 use crate::filter::{FilterChain, LanguageSelection};
 use crate::model::{Identity, UpdateId};
 use crate::source::{CatalogSource, Fetched};
-use crate::store::write::Previous;
+use crate::store::write::{Previous, compress_xml};
 use crate::store::{ItemVerdict, SourceState, Store, SyncWriter};
 
 /// How to run a sync.
@@ -145,6 +145,8 @@ pub(crate) fn sync_source(
     }
     drop(refetch_ids);
 
+    report.phases.listing_ms = started.elapsed().as_millis() as u64;
+    let mut clock = Instant::now();
     let tx = store
         .conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -183,6 +185,8 @@ pub(crate) fn sync_source(
         ));
     }
 
+    report.phases.fetching_ms = clock.elapsed().as_millis() as u64;
+    clock = Instant::now();
     for info in fetched.values().filter(|f| f.always) {
         count_change(
             &mut report,
@@ -213,6 +217,9 @@ pub(crate) fn sync_source(
         report.warnings.push(w);
     }
 
+    report.phases.selecting_ms = clock.elapsed().as_millis() as u64;
+    clock = Instant::now();
+
     // Expire what a full listing no longer has.
     (cx.emit)(SyncEvent::PhaseStarted {
         source: name.clone(),
@@ -232,6 +239,7 @@ pub(crate) fn sync_source(
     }
     let changed = report.new + report.revised + report.expired + report.removed > 0;
     writer.commit(cx.kind, &new_state, changed)?;
+    report.phases.applying_ms = clock.elapsed().as_millis() as u64;
     report.duration_ms = started.elapsed().as_millis() as u64;
     (cx.emit)(SyncEvent::SourceFinished {
         report: report.clone(),
@@ -263,76 +271,117 @@ pub(crate) fn fetch_into(
     });
     let mut done = 0u64;
     let mut last = Instant::now();
-    source.fetch(wanted, &mut |item| {
-        match item {
-            Fetched::Update { update, .. } => {
-                let id = update.identity.id;
-                if !wanted.contains(&update.identity) || !delivered.insert(update.identity) {
-                    return Ok(());
-                }
-                report.read.count(&update);
-                done += 1;
-                report.fetched += 1;
-                // Several revisions of one update: the newest is stored, every one is recorded.
-                if let Some(info) = fetched.get_mut(&id) {
-                    if update.identity.revision <= info.identity.revision {
-                        writer.record_revision(update.identity)?;
+    // The source reads, parses and (here) compresses on a worker thread; this thread writes.
+    let (items, received) = std::sync::mpsc::sync_channel::<Item>(512);
+    let outcome = std::thread::scope(|scope| {
+        let worker = scope.spawn(move || -> Result<()> {
+            let mut compressor = zstd::bulk::Compressor::new(3)
+                .map_err(|e| Error::source(name, "zstd", e.to_string()))?;
+            source.fetch(wanted, &mut |f| {
+                let item = match f {
+                    Fetched::Update { mut update, .. } => {
+                        let raw = compress_xml(&mut compressor, &update.raw_xml).map_err(|e| {
+                            Error::source(name, update.identity.id.to_string(), e.to_string())
+                        })?;
+                        update.raw_xml = String::new();
+                        Item::Update(update, raw)
+                    }
+                    Fetched::FileUrl { digest, url } => Item::Url(digest, url),
+                };
+                items.send(item).map_err(|_| Error::Cancelled)
+            })
+        });
+        let mut apply = |item: Item| -> Result<()> {
+            match item {
+                Item::Update(update, raw) => {
+                    let id = update.identity.id;
+                    if !wanted.contains(&update.identity) || !delivered.insert(update.identity) {
                         return Ok(());
                     }
-                    writer.put_update(&update, true, languages)?;
-                    info.identity = update.identity;
-                    info.published = update.is_published();
-                } else {
-                    let previous = writer.previous(id)?;
-                    if previous
-                        .as_ref()
-                        .is_some_and(|p| p.revision > update.identity.revision)
-                    {
-                        // Another source (or an earlier sync) stored a newer revision.
-                        writer.record_revision(update.identity)?;
+                    report.read.count(&update);
+                    done += 1;
+                    report.fetched += 1;
+                    // Several revisions of one update: the newest is stored, every one is recorded.
+                    if let Some(info) = fetched.get_mut(&id) {
+                        if update.identity.revision <= info.identity.revision {
+                            writer.record_revision(update.identity)?;
+                            return Ok(());
+                        }
+                        writer.put_update(&update, &raw, true, languages)?;
+                        info.identity = update.identity;
+                        info.published = update.is_published();
+                    } else {
+                        let previous = writer.previous(id)?;
+                        if previous
+                            .as_ref()
+                            .is_some_and(|p| p.revision > update.identity.revision)
+                        {
+                            // Another source (or an earlier sync) stored a newer revision.
+                            writer.record_revision(update.identity)?;
+                            writer.set_item(
+                                id,
+                                update.identity.revision,
+                                ItemVerdict::Stored,
+                                "store",
+                                Some("a newer revision is stored"),
+                            )?;
+                            return Ok(());
+                        }
+                        writer.put_update(&update, &raw, previous.is_some(), languages)?;
+                        fetched.insert(
+                            id,
+                            FetchedInfo {
+                                identity: update.identity,
+                                previous,
+                                always: update.update_type.is_always_synced(),
+                                published: update.is_published(),
+                            },
+                        );
+                    }
+                    if update.update_type.is_always_synced() {
                         writer.set_item(
                             id,
                             update.identity.revision,
                             ItemVerdict::Stored,
-                            "store",
-                            Some("a newer revision is stored"),
+                            "catalog",
+                            None,
                         )?;
-                        return Ok(());
                     }
-                    writer.put_update(&update, previous.is_some(), languages)?;
-                    fetched.insert(
-                        id,
-                        FetchedInfo {
-                            identity: update.identity,
-                            previous,
-                            always: update.update_type.is_always_synced(),
-                            published: update.is_published(),
-                        },
-                    );
+                    if done == total || last.elapsed().as_millis() >= 250 {
+                        last = Instant::now();
+                        emit(SyncEvent::Progress {
+                            source: name.to_owned(),
+                            phase: Phase::Fetching,
+                            done,
+                            total,
+                        });
+                    }
                 }
-                if update.update_type.is_always_synced() {
-                    writer.set_item(
-                        id,
-                        update.identity.revision,
-                        ItemVerdict::Stored,
-                        "catalog",
-                        None,
-                    )?;
-                }
-                if done == total || last.elapsed().as_millis() >= 250 {
-                    last = Instant::now();
-                    emit(SyncEvent::Progress {
-                        source: name.to_owned(),
-                        phase: Phase::Fetching,
-                        done,
-                        total,
-                    });
-                }
+                Item::Url(digest, url) => writer.put_file_url(&digest, &url)?,
             }
-            Fetched::FileUrl { digest, url } => writer.put_file_url(&digest, &url)?,
+            Ok(())
+        };
+        let mut failed = None;
+        for item in received.iter() {
+            if let Err(e) = apply(item) {
+                failed = Some(e);
+                break;
+            }
         }
-        Ok(())
-    })?;
+        drop(received);
+        let fetched_result = worker.join().unwrap_or_else(|_| {
+            Err(Error::source(
+                name,
+                "fetch",
+                "the source's reader thread panicked",
+            ))
+        });
+        match failed {
+            Some(e) => Err(e),
+            None => fetched_result,
+        }
+    });
+    outcome?;
     if done < total {
         emit(SyncEvent::Progress {
             source: name.to_owned(),
@@ -342,6 +391,12 @@ pub(crate) fn fetch_into(
         });
     }
     Ok(delivered)
+}
+
+/// What the reader thread hands the writer.
+enum Item {
+    Update(Box<crate::model::Update>, Vec<u8>),
+    Url(String, String),
 }
 
 /// Counts a kept entry as new, revised, expired or unchanged.

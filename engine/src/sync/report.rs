@@ -87,6 +87,17 @@ pub struct SourceReport {
     pub warnings: Vec<String>,
     pub error: Option<String>,
     pub duration_ms: u64,
+    /// Where the time went, in milliseconds.
+    pub phases: PhaseTimes,
+}
+
+/// Milliseconds spent in each phase of a source's sync.
+#[derive(Debug, Clone, Copy, Serialize, Default)]
+pub struct PhaseTimes {
+    pub listing_ms: u64,
+    pub fetching_ms: u64,
+    pub selecting_ms: u64,
+    pub applying_ms: u64,
 }
 
 /// The whole sync.

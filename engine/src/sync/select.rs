@@ -262,7 +262,7 @@ fn load_candidates(writer: &SyncWriter<'_>, cond: &str, source: &str) -> Result<
     let mut cats: HashMap<UpdateId, Vec<UpdateId>> = HashMap::new();
     {
         let sql = format!(
-            "SELECT uc.update_id, uc.category_id FROM update_categories uc JOIN updates u ON u.id = uc.update_id WHERE {cond}"
+            "SELECT u.id, uc.category_id FROM update_categories uc JOIN updates u ON u.uid = uc.uid WHERE {cond}"
         );
         let mut stmt = writer.tx.prepare(&sql).map_err(|e| writer.err(e))?;
         let mut rows = stmt.query([source]).map_err(|e| writer.err(e))?;
@@ -320,7 +320,8 @@ fn bundle_parents(
     source: &str,
 ) -> Result<HashMap<UpdateId, Vec<UpdateId>>> {
     let sql = format!(
-        "SELECT r.other_id, r.update_id FROM updates u JOIN relations r ON r.other_id = u.id AND r.kind = 'bundled' WHERE {cond}"
+        "SELECT r.other_id, b.id FROM updates u JOIN relations r ON r.other_id = u.id AND r.kind = 'bundled'
+         JOIN updates b ON b.uid = r.uid WHERE {cond}"
     );
     pairs(writer, &sql, source).map(|v| {
         let mut m: HashMap<UpdateId, Vec<UpdateId>> = HashMap::new();
@@ -338,7 +339,7 @@ fn bundle_children(
     source: &str,
 ) -> Result<Vec<(UpdateId, UpdateId)>> {
     let sql = format!(
-        "SELECT r.update_id, r.other_id FROM updates u JOIN relations r ON r.update_id = u.id AND r.kind = 'bundled' WHERE {cond}"
+        "SELECT u.id, r.other_id FROM updates u JOIN relations r ON r.uid = u.uid AND r.kind = 'bundled' WHERE {cond}"
     );
     pairs(writer, &sql, source)
 }
@@ -395,7 +396,7 @@ fn is_expired(writer: &SyncWriter<'_>, id: UpdateId) -> Result<bool> {
 fn first_kb(writer: &SyncWriter<'_>, id: UpdateId) -> Result<Option<String>> {
     writer
         .tx
-        .prepare_cached("SELECT kb FROM kb_articles WHERE update_id = ?1 LIMIT 1")
+        .prepare_cached("SELECT k.kb FROM kb_articles k JOIN updates u ON u.uid = k.uid WHERE u.id = ?1 LIMIT 1")
         .and_then(|mut s| s.query_row([id.to_string()], |r| r.get(0)).optional())
         .map_err(|e| writer.err(e))
 }

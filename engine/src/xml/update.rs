@@ -264,37 +264,31 @@ pub fn parse_update(raw: &str) -> Result<Update, XmlError> {
                 end_element(kind, &mut st, &mut up);
                 st.text.clear();
             }
-            Event::Text(t) => {
-                if wants_text(st.parent()) {
-                    let s = t
-                        .decode()
-                        .map_err(|e| err(&reader, format!("bad text: {e}")))?;
-                    st.text.push_str(&s);
-                }
+            Event::Text(t) if wants_text(st.parent()) => {
+                let s = t
+                    .decode()
+                    .map_err(|e| err(&reader, format!("bad text: {e}")))?;
+                st.text.push_str(&s);
             }
-            Event::CData(t) => {
-                if wants_text(st.parent()) {
-                    let s = t
-                        .decode()
-                        .map_err(|e| err(&reader, format!("bad CDATA: {e}")))?;
-                    st.text.push_str(&s);
-                }
+            Event::CData(t) if wants_text(st.parent()) => {
+                let s = t
+                    .decode()
+                    .map_err(|e| err(&reader, format!("bad CDATA: {e}")))?;
+                st.text.push_str(&s);
             }
-            Event::GeneralRef(r) => {
-                if wants_text(st.parent()) {
-                    let c = r
-                        .resolve_char_ref()
-                        .map_err(|e| err(&reader, format!("bad character reference: {e}")))?;
-                    if let Some(c) = c {
-                        st.text.push(c);
-                    } else {
-                        let name = r
-                            .decode()
-                            .map_err(|e| err(&reader, format!("bad entity: {e}")))?;
-                        match quick_xml::escape::resolve_predefined_entity(&name) {
-                            Some(v) => st.text.push_str(v),
-                            None => return Err(err(&reader, format!("unknown entity &{name};"))),
-                        }
+            Event::GeneralRef(r) if wants_text(st.parent()) => {
+                let c = r
+                    .resolve_char_ref()
+                    .map_err(|e| err(&reader, format!("bad character reference: {e}")))?;
+                if let Some(c) = c {
+                    st.text.push(c);
+                } else {
+                    let name = r
+                        .decode()
+                        .map_err(|e| err(&reader, format!("bad entity: {e}")))?;
+                    match quick_xml::escape::resolve_predefined_entity(&name) {
+                        Some(v) => st.text.push_str(v),
+                        None => return Err(err(&reader, format!("unknown entity &{name};"))),
                     }
                 }
             }
@@ -498,16 +492,15 @@ fn end_element(kind: E, st: &mut State, up: &mut Update) {
             }
         }
         E::AtLeastOne => st.at_least_one_is_category = false,
-        E::AdditionalDigest => {
+        E::AdditionalDigest
             if st
                 .digest_alg
                 .take()
-                .is_some_and(|a| a.eq_ignore_ascii_case("SHA256"))
-            {
-                let t = text();
-                if let Some(f) = up.files.last_mut() {
-                    f.sha256 = Some(t);
-                }
+                .is_some_and(|a| a.eq_ignore_ascii_case("SHA256")) =>
+        {
+            let t = text();
+            if let Some(f) = up.files.last_mut() {
+                f.sha256 = Some(t);
             }
         }
         _ => {}
