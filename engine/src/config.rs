@@ -249,7 +249,7 @@ pub const STARTER_CONFIG: &str = r#"# patchsync site configuration.
 [site]
 # Site code, shown in status, logs and (later) the hierarchy.
 name = "CAS"
-# The SQLite store. Query it with `sqlite3`; docs/schema.md explains the tables.
+# The SQLite store. Query it with `sqlite3`; engine/docs/schema.md explains the tables.
 store = "data/patchsync.db"
 # The sync log (like wsyncmgr.log); default: sync.log beside the store.
 # log = "data/sync.log"

@@ -33,6 +33,34 @@ impl CategoryTree {
         CategoryTree { nodes, children }
     }
 
+    /// Adds (or replaces) one category.
+    pub fn insert(&mut self, id: UpdateId, node: CategoryNode) {
+        if let Some(old) = self.nodes.get(&id).and_then(|n| n.parent)
+            && let Some(c) = self.children.get_mut(&old)
+        {
+            c.retain(|x| *x != id);
+        }
+        if let Some(p) = node.parent {
+            self.children.entry(p).or_default().push(id);
+        }
+        self.nodes.insert(id, node);
+    }
+
+    /// Whether `id` and every category above it are known.
+    pub fn knows_lineage(&self, id: &UpdateId) -> bool {
+        let mut cur = *id;
+        for _ in 0..64 {
+            match self.nodes.get(&cur) {
+                None => return false,
+                Some(n) => match n.parent {
+                    None => return true,
+                    Some(p) => cur = p,
+                },
+            }
+        }
+        false
+    }
+
     pub fn kind(&self, id: &UpdateId) -> Option<CategoryKind> {
         self.nodes.get(id).map(|n| n.kind)
     }

@@ -152,3 +152,73 @@ fn bundles_bring_leaves_transitively() {
     let state: String = site.sql(&format!("SELECT state FROM updates WHERE id = '{B2}'"));
     assert_eq!(state, "expired");
 }
+
+#[test]
+fn categories_listed_after_their_updates_still_select_correctly() {
+    const FAMILY: &str = "aaaaaaaa-0000-0000-0000-0000000000f1";
+    let site = Site::new();
+    // Files are read in name order: the updates come before the categories they name.
+    put(
+        &site,
+        "a1",
+        update_xml(B, 1, "Software", "Widgets fix", &[P, SEC], &[L], ""),
+    );
+    put(
+        &site,
+        "a2",
+        update_xml(L, 1, "Software", "Widgets payload", &[], &[], ""),
+    );
+    put(
+        &site,
+        "a3",
+        update_xml(B2, 1, "Software", "Tools fix", &[Q, SEC], &[], ""),
+    );
+    put(
+        &site,
+        "z1",
+        update_xml(FAMILY, 1, "Category:ProductFamily", "Contoso", &[], &[], ""),
+    );
+    put(
+        &site,
+        "z2",
+        update_xml(
+            P,
+            1,
+            "Category:Product",
+            "Contoso Widgets",
+            &[FAMILY],
+            &[],
+            "",
+        ),
+    );
+    put(
+        &site,
+        "z3",
+        update_xml(Q, 1, "Category:Product", "Fabrikam Tools", &[], &[], ""),
+    );
+    put(
+        &site,
+        "z4",
+        update_xml(
+            SEC,
+            1,
+            "Category:UpdateClassification",
+            "Security Updates",
+            &[],
+            &[],
+            "",
+        ),
+    );
+    let dir = site.path("catalog");
+    site.write_config(
+        &[("hand", "directory", &dir)],
+        &["Contoso"],
+        &["Security Updates"],
+        &["en"],
+    );
+    let r = site.sync();
+    assert_eq!(stored(&site), vec![B, L]);
+    assert_eq!((r.excluded, r.sources[0].warnings.len()), (1, 0), "{r:?}");
+    let pending: i64 = site.sql("SELECT COUNT(*) FROM updates WHERE selected_by = 'pending'");
+    assert_eq!(pending, 0);
+}

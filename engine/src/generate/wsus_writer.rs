@@ -189,6 +189,13 @@ impl WsusExportWriter {
         }
         let done = writer.finish().map_err(io(&out))?;
         done.persist(&out).map_err(|e| Error::io(&out, e.error))?;
+        // Temporary files are private; the package is an ordinary file.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o644))
+                .map_err(io(&out))?;
+        }
         Ok(self.records)
     }
 }

@@ -107,7 +107,7 @@ impl Store {
                  PRAGMA journal_mode = WAL;
                  PRAGMA synchronous = NORMAL;
                  PRAGMA foreign_keys = OFF;
-                 PRAGMA cache_size = -131072;
+                 PRAGMA cache_size = -65536;
                  PRAGMA temp_store = MEMORY;",
             )
             .map_err(|e| store_err(&self.path, e))

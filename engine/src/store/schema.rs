@@ -1,4 +1,4 @@
-//! The store's SQL schema and its migrations; `docs/schema.md` explains every table.
+//! The store's SQL schema and its migrations; `engine/docs/schema.md` explains every table.
 
 /// Migrations in order; `PRAGMA user_version` records how many have run.
 pub const MIGRATIONS: &[&str] = &[

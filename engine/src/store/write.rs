@@ -27,8 +27,8 @@ impl ItemVerdict {
 #[derive(Debug, Clone)]
 pub struct Previous {
     pub revision: u32,
-    pub state: String,
-    pub source: String,
+    /// `state = 'active'` (not expired).
+    pub active: bool,
 }
 
 /// Writes one source's changes inside one transaction.
@@ -84,13 +84,12 @@ impl<'c> SyncWriter<'c> {
 
     pub fn previous(&self, id: UpdateId) -> Result<Option<Previous>> {
         self.tx
-            .prepare_cached("SELECT revision, state, source FROM updates WHERE id = ?1")
+            .prepare_cached("SELECT revision, state = 'active' FROM updates WHERE id = ?1")
             .and_then(|mut s| {
                 s.query_row([id.to_string()], |r| {
                     Ok(Previous {
                         revision: r.get(0)?,
-                        state: r.get(1)?,
-                        source: r.get(2)?,
+                        active: r.get(1)?,
                     })
                 })
                 .optional()
@@ -131,7 +130,8 @@ impl<'c> SyncWriter<'c> {
     }
 
     /// Inserts or replaces one update revision. Categories and detectoids are selected by the
-    /// catalog itself; other updates start as `pending` until the selection stage decides.
+    /// catalog itself; other updates get `selected_by` (`filter`, `bundle`, or `pending`
+    /// until the selection stage decides).
     /// `raw_zstd` is the update's raw XML, zstd-compressed (see [`compress_xml`]).
     pub fn put_update(
         &mut self,
@@ -139,6 +139,7 @@ impl<'c> SyncWriter<'c> {
         raw_zstd: &[u8],
         had_previous: bool,
         langs: &LanguageSelection,
+        selected_by: &str,
     ) -> Result<()> {
         let id = u.identity.id.to_string();
         let title = u.title("en").map(str::to_owned);
@@ -151,7 +152,7 @@ impl<'c> SyncWriter<'c> {
         let selected_by = if u.update_type.is_always_synced() {
             "catalog"
         } else {
-            "pending"
+            selected_by
         };
         let v = self.version as i64;
         let uid: i64 = self

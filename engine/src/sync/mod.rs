@@ -1,5 +1,6 @@
 //! The sync driver: fingerprint → list → diff → fetch → select → expire → commit, per source.
 
+mod decide;
 mod report;
 mod select;
 
@@ -35,8 +36,10 @@ pub(crate) struct FetchedInfo {
     pub identity: Identity,
     /// The row as it was before this sync.
     pub previous: Option<Previous>,
-    /// A category or detectoid: kept whatever the filter says.
-    pub always: bool,
+    /// Its verdict is final and counted after the fetch (a category or detectoid, an update
+    /// decided while streaming, a leaf its bundle confirmed); otherwise the selection stage
+    /// decides and counts it.
+    pub decided: bool,
     pub published: bool,
 }
 
@@ -162,6 +165,8 @@ pub(crate) fn sync_source(
     // Fetch.
     let mut fetched: HashMap<UpdateId, FetchedInfo> = HashMap::with_capacity(wanted.len());
     let log_each = wanted.len() <= PER_UPDATE_LOG_LIMIT;
+    let tree = crate::store::load_category_tree(&writer.tx).map_err(|e| writer.err(e))?;
+    let mut decider = decide::StreamDecider::new(cx.chain, tree);
     let delivered = fetch_into(
         &mut writer,
         source,
@@ -170,8 +175,10 @@ pub(crate) fn sync_source(
         cx.languages,
         &mut fetched,
         &mut report,
+        Some((&mut decider, log_each)),
         cx.emit,
     )?;
+    let settled = decider.settle();
     let missing: Vec<&Identity> = wanted.iter().filter(|i| !delivered.contains(i)).collect();
     if let Some(first) = missing.first() {
         return Err(Error::source(
@@ -187,7 +194,22 @@ pub(crate) fn sync_source(
 
     report.phases.fetching_ms = clock.elapsed().as_millis() as u64;
     clock = Instant::now();
-    for info in fetched.values().filter(|f| f.always) {
+    for leaf in settled.confirmed {
+        if let Some(info) = fetched.get_mut(&leaf) {
+            writer.set_item(
+                leaf,
+                info.identity.revision,
+                ItemVerdict::Stored,
+                "bundle",
+                Some("bundled in a selected update"),
+            )?;
+            info.decided = true;
+        }
+    }
+    for leaf in settled.unconfirmed {
+        writer.set_selected_by(leaf, "pending")?;
+    }
+    for info in fetched.values().filter(|f| f.decided) {
         count_change(
             &mut report,
             info.previous.as_ref(),
@@ -206,6 +228,7 @@ pub(crate) fn sync_source(
         cx.chain,
         cx.languages,
         selection_changed || cx.options.full,
+        settled.carried,
         log_each,
         cx.emit,
     )?;
@@ -257,6 +280,7 @@ pub(crate) fn fetch_into(
     languages: &LanguageSelection,
     fetched: &mut HashMap<UpdateId, FetchedInfo>,
     report: &mut SourceReport,
+    mut decider: Option<(&mut decide::StreamDecider<'_>, bool)>,
     emit: &mut dyn FnMut(SyncEvent),
 ) -> Result<HashSet<Identity>> {
     let mut delivered = HashSet::with_capacity(wanted.len());
@@ -301,15 +325,28 @@ pub(crate) fn fetch_into(
                     report.read.count(&update);
                     done += 1;
                     report.fetched += 1;
+                    if done == total || last.elapsed().as_millis() >= 250 {
+                        last = Instant::now();
+                        emit(SyncEvent::Progress {
+                            source: name.to_owned(),
+                            phase: Phase::Fetching,
+                            done,
+                            total,
+                        });
+                    }
                     // Several revisions of one update: the newest is stored, every one is recorded.
                     if let Some(info) = fetched.get_mut(&id) {
                         if update.identity.revision <= info.identity.revision {
                             writer.record_revision(update.identity)?;
                             return Ok(());
                         }
-                        writer.put_update(&update, &raw, true, languages)?;
+                        writer.put_update(&update, &raw, true, languages, "pending")?;
                         info.identity = update.identity;
                         info.published = update.is_published();
+                        info.decided = update.update_type.is_always_synced();
+                        if let Some((d, _)) = decider.as_mut().filter(|_| info.decided) {
+                            d.add_category(&update);
+                        }
                     } else {
                         let previous = writer.previous(id)?;
                         if previous
@@ -327,34 +364,95 @@ pub(crate) fn fetch_into(
                             )?;
                             return Ok(());
                         }
-                        writer.put_update(&update, &raw, previous.is_some(), languages)?;
+                        let early = match decider.as_mut() {
+                            _ if update.update_type.is_always_synced() => {
+                                if let Some((d, _)) = decider.as_mut() {
+                                    d.add_category(&update);
+                                }
+                                decide::Early::Keep("catalog".into(), None)
+                            }
+                            Some((d, _)) => d.decide(&update),
+                            None => decide::Early::Pending,
+                        };
+                        let log_each = decider.as_ref().is_some_and(|(_, l)| *l);
+                        let decided = match early {
+                            decide::Early::Drop(stage, reason) => {
+                                if previous.is_some() {
+                                    writer.delete_update(id)?;
+                                    report.removed += 1;
+                                } else {
+                                    report.excluded += 1;
+                                }
+                                writer.record_revision(update.identity)?;
+                                writer.set_item(
+                                    id,
+                                    update.identity.revision,
+                                    ItemVerdict::Excluded,
+                                    &stage,
+                                    reason.as_deref(),
+                                )?;
+                                return Ok(());
+                            }
+                            decide::Early::Keep(stage, reason) => {
+                                writer.put_update(
+                                    &update,
+                                    &raw,
+                                    previous.is_some(),
+                                    languages,
+                                    "filter",
+                                )?;
+                                writer.set_item(
+                                    id,
+                                    update.identity.revision,
+                                    ItemVerdict::Stored,
+                                    &stage,
+                                    reason.as_deref(),
+                                )?;
+                                if log_each
+                                    && !update.update_type.is_always_synced()
+                                    && previous
+                                        .as_ref()
+                                        .is_none_or(|p| p.revision != update.identity.revision)
+                                {
+                                    emit(SyncEvent::UpdateStored {
+                                        source: name.to_owned(),
+                                        id: id.to_string(),
+                                        title: update.title("en").unwrap_or_default().to_owned(),
+                                        kb: update.kb_articles.first().cloned(),
+                                    });
+                                }
+                                true
+                            }
+                            decide::Early::Tentative => {
+                                writer.put_update(
+                                    &update,
+                                    &raw,
+                                    previous.is_some(),
+                                    languages,
+                                    "bundle",
+                                )?;
+                                false
+                            }
+                            decide::Early::Pending => {
+                                writer.put_update(
+                                    &update,
+                                    &raw,
+                                    previous.is_some(),
+                                    languages,
+                                    "pending",
+                                )?;
+                                false
+                            }
+                        };
                         fetched.insert(
                             id,
                             FetchedInfo {
                                 identity: update.identity,
                                 previous,
-                                always: update.update_type.is_always_synced(),
+                                decided,
                                 published: update.is_published(),
                             },
                         );
-                    }
-                    if update.update_type.is_always_synced() {
-                        writer.set_item(
-                            id,
-                            update.identity.revision,
-                            ItemVerdict::Stored,
-                            "catalog",
-                            None,
-                        )?;
-                    }
-                    if done == total || last.elapsed().as_millis() >= 250 {
-                        last = Instant::now();
-                        emit(SyncEvent::Progress {
-                            source: name.to_owned(),
-                            phase: Phase::Fetching,
-                            done,
-                            total,
-                        });
                     }
                 }
                 Item::Url(digest, url) => writer.put_file_url(&digest, &url)?,
@@ -409,14 +507,14 @@ pub(crate) fn count_change(
     match previous {
         None => report.new += 1,
         Some(p) if p.revision != revision => {
-            if !published && p.state == "active" {
+            if !published && p.active {
                 report.expired += 1
             } else {
                 report.revised += 1
             }
         }
         Some(p) => {
-            if !published && p.state == "active" {
+            if !published && p.active {
                 report.expired += 1
             } else {
                 report.unchanged += 1

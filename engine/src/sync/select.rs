@@ -38,18 +38,52 @@ pub(crate) fn run(
     chain: &mut FilterChain,
     languages: &LanguageSelection,
     reevaluate_all: bool,
+    carried: HashMap<UpdateId, UpdateId>,
     log_each: bool,
     emit: &mut dyn FnMut(SyncEvent),
 ) -> Result<Vec<String>> {
     let name = source.name().to_owned();
     let tree = crate::store::load_category_tree(&writer.tx).map_err(|e| writer.err(e))?;
     let mut warnings = chain.prepare(&tree);
-    let mut all_mode = reevaluate_all;
     let mut unresolved: Vec<(UpdateId, UpdateId)> = Vec::new();
 
+    // Leaves of bundles kept while fetching that neither this sync nor the store has.
+    let mut wanted: HashSet<Identity> = HashSet::new();
+    for (leaf, bundle) in carried {
+        if fetched.contains_key(&leaf) || exists(writer, leaf)? {
+            continue;
+        }
+        match listed.get(&leaf) {
+            Some(rev) => {
+                wanted.insert(Identity {
+                    id: leaf,
+                    revision: *rev,
+                });
+            }
+            None => unresolved.push((bundle, leaf)),
+        }
+    }
+    if !wanted.is_empty() {
+        let got = fetch_into(
+            writer, source, &wanted, &name, languages, fetched, report, None, emit,
+        )?;
+        unresolved.extend(
+            wanted
+                .iter()
+                .filter(|i| !got.contains(i))
+                .map(|i| (i.id, i.id)),
+        );
+    }
+    let mut all_mode = reevaluate_all;
+
     for _round in 0..MAX_BUNDLE_DEPTH {
+        // Re-evaluating everything skips what this sync already decided while fetching.
+        let all = format!(
+            "u.source = ?1 AND u.update_type IN ('Software', 'Driver') AND (u.selected_by = 'pending' OR u.changed_version < {})",
+            writer.version()
+        );
         let cond = if all_mode {
-            "u.source = ?1 AND u.update_type IN ('Software', 'Driver')"
+            all.as_str()
         } else {
             "u.selected_by = 'pending' AND ?1 = ?1"
         };
@@ -236,7 +270,7 @@ pub(crate) fn run(
             break;
         }
         let got = fetch_into(
-            writer, source, &wanted, &name, languages, fetched, report, emit,
+            writer, source, &wanted, &name, languages, fetched, report, None, emit,
         )?;
         unresolved.extend(
             wanted
@@ -260,29 +294,11 @@ pub(crate) fn run(
 
 fn load_candidates(writer: &SyncWriter<'_>, cond: &str, source: &str) -> Result<Vec<Candidate>> {
     let mut cats: HashMap<UpdateId, Vec<UpdateId>> = HashMap::new();
-    {
-        let sql = format!(
-            "SELECT u.id, uc.category_id FROM update_categories uc JOIN updates u ON u.uid = uc.uid WHERE {cond}"
-        );
-        let mut stmt = writer.tx.prepare(&sql).map_err(|e| writer.err(e))?;
-        let mut rows = stmt.query([source]).map_err(|e| writer.err(e))?;
-        while let Some(r) = rows.next().map_err(|e| writer.err(e))? {
-            let u = parse_id(
-                writer,
-                r.get_ref(0)
-                    .map_err(|e| writer.err(e))?
-                    .as_str()
-                    .unwrap_or_default(),
-            )?;
-            let c = parse_id(
-                writer,
-                r.get_ref(1)
-                    .map_err(|e| writer.err(e))?
-                    .as_str()
-                    .unwrap_or_default(),
-            )?;
-            cats.entry(u).or_default().push(c);
-        }
+    let sql = format!(
+        "SELECT u.id, uc.category_id FROM update_categories uc JOIN updates u ON u.uid = uc.uid WHERE {cond}"
+    );
+    for (u, c) in pairs(writer, &sql, source)? {
+        cats.entry(u).or_default().push(c);
     }
     let sql = format!(
         "SELECT u.id, u.revision, u.update_type, u.title, u.msrc_severity, u.is_bundle FROM updates u WHERE {cond}"
@@ -349,21 +365,16 @@ fn pairs(writer: &SyncWriter<'_>, sql: &str, source: &str) -> Result<Vec<(Update
     let mut rows = stmt.query([source]).map_err(|e| writer.err(e))?;
     let mut out = Vec::new();
     while let Some(r) = rows.next().map_err(|e| writer.err(e))? {
-        let a = parse_id(
-            writer,
-            r.get_ref(0)
-                .map_err(|e| writer.err(e))?
-                .as_str()
-                .unwrap_or_default(),
-        )?;
-        let b = parse_id(
-            writer,
-            r.get_ref(1)
-                .map_err(|e| writer.err(e))?
-                .as_str()
-                .unwrap_or_default(),
-        )?;
-        out.push((a, b));
+        let id = |i| -> Result<UpdateId> {
+            parse_id(
+                writer,
+                r.get_ref(i)
+                    .map_err(|e| writer.err(e))?
+                    .as_str()
+                    .unwrap_or_default(),
+            )
+        };
+        out.push((id(0)?, id(1)?));
     }
     Ok(out)
 }

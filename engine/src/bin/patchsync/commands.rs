@@ -12,7 +12,7 @@ use crate::progress::Progress;
 use crate::{Cli, Command, KindArg, StateArg, table};
 
 fn json<T: serde::Serialize>(v: &T) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    out!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
@@ -117,7 +117,7 @@ pub fn run(cli: Cli) -> Result<()> {
             let id = UpdateId::parse(&id).map_err(anyhow::Error::msg)?;
             let u = store.show(id, xml)?;
             if xml && !as_json {
-                println!("{}", u.raw_xml.unwrap_or_default());
+                out!("{}", u.raw_xml.unwrap_or_default());
                 return Ok(());
             }
             if as_json {
@@ -141,22 +141,23 @@ pub fn run(cli: Cli) -> Result<()> {
                 return json(&s);
             }
             let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
-            println!("site:               {}", s.site);
-            println!("state:              {}", s.state);
-            println!("last sync started:  {}", opt(&s.last_sync_started));
-            println!("last sync finished: {}", opt(&s.last_sync_finished));
-            println!("last success:       {}", opt(&s.last_success));
-            println!("last error:         {}", opt(&s.last_error));
-            println!("catalog version:    {}", s.catalog_version);
-            println!(
+            out!("site:               {}", s.site);
+            out!("state:              {}", s.state);
+            out!("last sync started:  {}", opt(&s.last_sync_started));
+            out!("last sync finished: {}", opt(&s.last_sync_finished));
+            out!("last success:       {}", opt(&s.last_success));
+            out!("last error:         {}", opt(&s.last_error));
+            out!("catalog version:    {}", s.catalog_version);
+            out!(
                 "updates:            {} active, {} expired",
-                s.updates_active, s.updates_expired
+                s.updates_active,
+                s.updates_expired
             );
-            println!("categories:         {}", s.categories);
-            println!("detectoids:         {}", s.detectoids);
-            println!("content digest:     {}", s.content_digest);
-            println!("store:              {}", s.store.display());
-            println!("log:                {}", s.log.display());
+            out!("categories:         {}", s.categories);
+            out!("detectoids:         {}", s.detectoids);
+            out!("content digest:     {}", s.content_digest);
+            out!("store:              {}", s.store.display());
+            out!("log:                {}", s.log.display());
             Ok(())
         }
         Command::History {
@@ -289,41 +290,44 @@ fn sync(config: &Path, full: bool, as_json: bool) -> Result<()> {
 
 fn print_show(u: &patchsync::store::ShowUpdate) {
     let r = &u.row;
-    println!("{}", r.title.clone().unwrap_or_default());
-    println!(
+    out!("{}", r.title.clone().unwrap_or_default());
+    out!(
         "  id:              {} (revision {}, seen revisions {:?})",
-        r.id, r.revision, u.revisions_seen
+        r.id,
+        r.revision,
+        u.revisions_seen
     );
-    println!("  type:            {}", r.update_type);
-    println!("  state:           {} ({})", r.state, u.publication_state);
-    println!(
+    out!("  type:            {}", r.update_type);
+    out!("  state:           {} ({})", r.state, u.publication_state);
+    out!(
         "  created:         {}",
         r.creation_date.clone().unwrap_or_default()
     );
-    println!(
+    out!(
         "  classification:  {}",
         r.classification.clone().unwrap_or_default()
     );
-    println!("  products:        {}", r.products.join(", "));
-    println!(
+    out!("  products:        {}", r.products.join(", "));
+    out!(
         "  severity:        {}",
         r.severity.clone().unwrap_or_default()
     );
-    println!("  KB:              {}", u.kb_articles.join(", "));
-    println!("  bulletins:       {}", u.security_bulletins.join(", "));
-    println!("  CVEs:            {}", u.cves.join(", "));
-    println!("  source:          {}", u.source);
-    println!(
+    out!("  KB:              {}", u.kb_articles.join(", "));
+    out!("  bulletins:       {}", u.security_bulletins.join(", "));
+    out!("  CVEs:            {}", u.cves.join(", "));
+    out!("  source:          {}", u.source);
+    out!(
         "  selected by:     {} ({})",
         r.selected_by,
         u.reason.clone().unwrap_or_default()
     );
-    println!(
+    out!(
         "  catalog version: first {}, changed {}",
-        u.first_version, u.changed_version
+        u.first_version,
+        u.changed_version
     );
     for rel in &u.relations {
-        println!(
+        out!(
             "  {:<16} {} {}",
             format!("{}:", rel.kind),
             rel.id,
@@ -331,10 +335,10 @@ fn print_show(u: &patchsync::store::ShowUpdate) {
         );
     }
     for b in &u.bundled_by {
-        println!("  bundled by:      {b}");
+        out!("  bundled by:      {b}");
     }
     for f in &u.files {
-        println!(
+        out!(
             "  file:            {} ({} bytes, sha1 {}) {}",
             f.name,
             f.size.unwrap_or(0),
@@ -343,7 +347,7 @@ fn print_show(u: &patchsync::store::ShowUpdate) {
         );
     }
     for l in &u.localized {
-        println!("  [{}] {}", l.language, l.title);
+        out!("  [{}] {}", l.language, l.title);
     }
 }
 

@@ -1,5 +1,18 @@
 //! `patchsync`: the command-line program for administrators.
 
+/// `println!` that ends the program quietly when stdout is closed (`patchsync updates | head`).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            panic!("cannot write to stdout: {e}");
+        }
+    }};
+}
+
 mod commands;
 mod progress;
 mod table;

@@ -21,7 +21,7 @@ pub fn print(header: &[&str], rows: &[Vec<String>]) {
                 }
             })
             .collect();
-        println!("{}", s.join("  ").trim_end());
+        out!("{}", s.join("  ").trim_end());
     };
     line(header.iter().map(|s| s.to_string()).collect());
     for r in rows {

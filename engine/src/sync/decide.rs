@@ -1,0 +1,137 @@
+//! Deciding updates while they stream in, when the category tree allows it: an update whose
+//! categories and their whole lineage are known gets its verdict at once (no second write);
+//! leaves are written as kept by their bundle and confirmed after the fetch; the rest stays
+//! `pending` for the selection stage.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::filter::{CategoryNode, CategoryTree, FilterChain, UpdateView, Verdict};
+use crate::model::{Update, UpdateId};
+
+/// What the decider says about one fetched update.
+pub(crate) enum Early {
+    /// Keep it: (stage, reason).
+    Keep(String, Option<String>),
+    /// Leave it out: (stage, reason).
+    Drop(String, Option<String>),
+    /// A leaf (no categories): stored as kept by a bundle, confirmed after the fetch.
+    Tentative,
+    /// Not decidable yet: the selection stage decides.
+    Pending,
+}
+
+/// Decides fetched updates as they arrive.
+pub(crate) struct StreamDecider<'a> {
+    chain: &'a mut FilterChain,
+    tree: CategoryTree,
+    dirty: bool,
+    /// Updates bundled by updates kept so far → the bundle that carries them.
+    kept_children: HashMap<UpdateId, UpdateId>,
+    /// Leaves stored tentatively, with what they bundle themselves.
+    tentative: Vec<(UpdateId, Vec<UpdateId>)>,
+}
+
+impl<'a> StreamDecider<'a> {
+    pub(crate) fn new(chain: &'a mut FilterChain, tree: CategoryTree) -> Self {
+        StreamDecider {
+            chain,
+            tree,
+            dirty: true,
+            kept_children: HashMap::new(),
+            tentative: Vec::new(),
+        }
+    }
+
+    /// Call for every fetched category, so later updates can be decided against it.
+    pub(crate) fn add_category(&mut self, u: &Update) {
+        if let Some(kind) = u.category_kind {
+            let title = u.title("en").unwrap_or_default().to_owned();
+            self.tree.insert(
+                u.identity.id,
+                CategoryNode {
+                    kind,
+                    parent: u.categories.first().copied(),
+                    title,
+                },
+            );
+            self.dirty = true;
+        }
+    }
+
+    pub(crate) fn decide(&mut self, u: &Update) -> Early {
+        if u.categories.is_empty() {
+            self.tentative.push((u.identity.id, u.bundled().collect()));
+            return Early::Tentative;
+        }
+        if !u.categories.iter().all(|c| self.tree.knows_lineage(c)) {
+            return Early::Pending;
+        }
+        if self.dirty {
+            // Warnings are reported once, by the selection stage, against the final tree.
+            let _ = self.chain.prepare(&self.tree);
+            self.dirty = false;
+        }
+        let view = UpdateView {
+            id: u.identity.id,
+            revision: u.identity.revision,
+            update_type: u.update_type,
+            title: u.title("en").map(str::to_owned),
+            categories: u.categories.clone(),
+            msrc_severity: u.msrc_severity.clone(),
+            is_bundle: u.is_bundle(),
+        };
+        let (stage, d) = self
+            .chain
+            .evaluate(&self.tree, std::slice::from_ref(&view))
+            .pop()
+            .expect("one verdict");
+        match d.verdict {
+            Verdict::Include => {
+                self.kept_children
+                    .extend(u.bundled().map(|b| (b, u.identity.id)));
+                Early::Keep(stage, d.reason)
+            }
+            _ => Early::Drop(stage, d.reason),
+        }
+    }
+
+    /// After the fetch: the tentative leaves that kept bundles carry (transitively); the ones
+    /// nothing fetched in this sync carries (the selection stage looks at those again); and
+    /// every (leaf, bundle) pair kept bundles name, so leaves the store lacks can be fetched.
+    pub(crate) fn settle(mut self) -> Settled {
+        let mut confirmed: HashSet<UpdateId> = HashSet::new();
+        loop {
+            let mut changed = false;
+            for (leaf, children) in &self.tentative {
+                if !confirmed.contains(leaf) && self.kept_children.contains_key(leaf) {
+                    confirmed.insert(*leaf);
+                    for c in children {
+                        self.kept_children.insert(*c, *leaf);
+                    }
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        let (confirmed, unconfirmed) = self
+            .tentative
+            .into_iter()
+            .map(|(l, _)| l)
+            .partition(|l| confirmed.contains(l));
+        Settled {
+            confirmed,
+            unconfirmed,
+            carried: self.kept_children,
+        }
+    }
+}
+
+/// The outcome of [`StreamDecider::settle`].
+pub(crate) struct Settled {
+    pub confirmed: Vec<UpdateId>,
+    pub unconfirmed: Vec<UpdateId>,
+    /// leaf → the kept bundle that names it.
+    pub carried: HashMap<UpdateId, UpdateId>,
+}
