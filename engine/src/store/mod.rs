@@ -20,6 +20,15 @@ pub use write::{ItemVerdict, SyncWriter};
 
 use crate::error::{Error, Result};
 
+/// Connection settings of every store: WAL (readers never wait for the writer), 16 KiB
+/// pages, a 64 MiB page cache.
+pub const PRAGMAS: &str = "PRAGMA page_size = 16384;
+     PRAGMA journal_mode = WAL;
+     PRAGMA synchronous = NORMAL;
+     PRAGMA foreign_keys = OFF;
+     PRAGMA cache_size = -65536;
+     PRAGMA temp_store = MEMORY;";
+
 /// How long a reader waits for a writer's lock before giving up.
 const BUSY_TIMEOUT_MS: u64 = 5_000;
 
@@ -102,14 +111,7 @@ impl Store {
             .busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS))
             .map_err(|e| store_err(&self.path, e))?;
         self.conn
-            .execute_batch(
-                "PRAGMA page_size = 16384;
-                 PRAGMA journal_mode = WAL;
-                 PRAGMA synchronous = NORMAL;
-                 PRAGMA foreign_keys = OFF;
-                 PRAGMA cache_size = -65536;
-                 PRAGMA temp_store = MEMORY;",
-            )
+            .execute_batch(PRAGMAS)
             .map_err(|e| store_err(&self.path, e))
     }
 

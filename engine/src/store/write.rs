@@ -37,6 +37,9 @@ pub struct SyncWriter<'c> {
     source: String,
     version: u64,
     path: std::path::PathBuf,
+    /// The store had no updates when this transaction began (a first sync): nothing fetched
+    /// can replace a stored row, so `previous` need not look.
+    empty_at_start: bool,
 }
 
 const CHILD_TABLES: &[&str] = &[
@@ -66,12 +69,10 @@ impl<'c> SyncWriter<'c> {
         source: &str,
         version: u64,
     ) -> Result<Self> {
-        Ok(SyncWriter {
-            tx,
-            source: source.to_owned(),
-            version,
-            path: path.to_owned(),
-        })
+        let empty_at_start = tx
+            .query_row("SELECT NOT EXISTS (SELECT 1 FROM updates)", [], |r| r.get(0))
+            .map_err(|e| super::store_err(path, e))?;
+        Ok(SyncWriter { tx, source: source.to_owned(), version, path: path.to_owned(), empty_at_start })
     }
 
     pub(crate) fn err(&self, e: impl std::fmt::Display) -> Error {
@@ -82,7 +83,12 @@ impl<'c> SyncWriter<'c> {
         self.version
     }
 
+    /// The row `id` had before this sync, if any. Rows this sync wrote itself are the
+    /// caller's to track.
     pub fn previous(&self, id: UpdateId) -> Result<Option<Previous>> {
+        if self.empty_at_start {
+            return Ok(None);
+        }
         self.tx
             .prepare_cached("SELECT revision, state = 'active' FROM updates WHERE id = ?1")
             .and_then(|mut s| {

@@ -147,6 +147,8 @@ pub(crate) fn sync_source(
         }
     }
     drop(refetch_ids);
+    let complete = listing.complete;
+    drop(listing);
 
     report.phases.listing_ms = started.elapsed().as_millis() as u64;
     let mut clock = Instant::now();
@@ -249,7 +251,7 @@ pub(crate) fn sync_source(
         phase: Phase::Applying,
         total: 0,
     });
-    if listing.complete {
+    if complete {
         let gone = ids_not_listed(&writer, &name, &listed)?;
         for id in gone.stored {
             if writer.expire(id)? {
@@ -296,7 +298,7 @@ pub(crate) fn fetch_into(
     let mut done = 0u64;
     let mut last = Instant::now();
     // The source reads, parses and (here) compresses on a worker thread; this thread writes.
-    let (items, received) = std::sync::mpsc::sync_channel::<Item>(512);
+    let (items, received) = std::sync::mpsc::sync_channel::<Item>(256);
     let outcome = std::thread::scope(|scope| {
         let worker = scope.spawn(move || -> Result<()> {
             let mut compressor = zstd::bulk::Compressor::new(3)
