@@ -70,9 +70,17 @@ impl<'c> SyncWriter<'c> {
         version: u64,
     ) -> Result<Self> {
         let empty_at_start = tx
-            .query_row("SELECT NOT EXISTS (SELECT 1 FROM updates)", [], |r| r.get(0))
+            .query_row("SELECT NOT EXISTS (SELECT 1 FROM updates)", [], |r| {
+                r.get(0)
+            })
             .map_err(|e| super::store_err(path, e))?;
-        Ok(SyncWriter { tx, source: source.to_owned(), version, path: path.to_owned(), empty_at_start })
+        Ok(SyncWriter {
+            tx,
+            source: source.to_owned(),
+            version,
+            path: path.to_owned(),
+            empty_at_start,
+        })
     }
 
     pub(crate) fn err(&self, e: impl std::fmt::Display) -> Error {
