@@ -49,9 +49,12 @@ impl SyncLog {
                 self.line(&format!("sync: {source} {}, {total} items", phase.label()))
             }
             SyncEvent::Progress { source, phase, done, total } => {
-                if done == total || self.last_progress.elapsed().as_secs() >= 2 {
+                if *total == 0 && self.last_progress.elapsed().as_secs() >= 2 {
                     self.last_progress = std::time::Instant::now();
-                    let pct = if *total == 0 { 100 } else { done * 100 / total };
+                    self.line(&format!("sync: {source} {}, processed {done} items", phase.label()));
+                } else if *total > 0 && (done == total || self.last_progress.elapsed().as_secs() >= 2) {
+                    self.last_progress = std::time::Instant::now();
+                    let pct = done * 100 / total;
                     self.line(&format!("sync: {source} {}, processed {done} out of {total} items ({pct}%)", phase.label()));
                 }
             }

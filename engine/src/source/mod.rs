@@ -64,4 +64,21 @@ pub trait CatalogSource: Send {
         wanted: &HashSet<Identity>,
         sink: &mut dyn FnMut(Fetched) -> Result<()>,
     ) -> Result<()>;
+
+    /// Whether [`list_and_fetch`](Self::list_and_fetch) does the work of `list` and `fetch`
+    /// in one pass (a package without an index, which would otherwise be read twice).
+    fn lists_while_fetching(&self) -> bool {
+        false
+    }
+
+    /// Lists the catalog and fetches what `want` accepts in one pass, returning the listing.
+    /// Only called when [`lists_while_fetching`](Self::lists_while_fetching) says so.
+    fn list_and_fetch(
+        &mut self,
+        want: &(dyn Fn(Identity) -> bool + Sync),
+        sink: &mut dyn FnMut(Fetched) -> Result<()>,
+    ) -> Result<Option<Listing>> {
+        let _ = (want, sink);
+        Ok(None)
+    }
 }

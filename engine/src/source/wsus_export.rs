@@ -161,6 +161,102 @@ impl WsusExportSource {
         }
         Ok(())
     }
+
+    /// One pass over `metadata.txt`: every record's identity goes to `listing` (if given),
+    /// the records `want` accepts are parsed and handed to `sink` (the others are skipped
+    /// unparsed), then the download URLs of their files are read from `package.xml`.
+    fn scan(
+        &self,
+        want: &(dyn Fn(Identity) -> bool + Sync),
+        mut listing: Option<&mut Vec<Identity>>,
+        sink: &mut dyn FnMut(Fetched) -> Result<()>,
+    ) -> Result<()> {
+        let mut cab = self.open()?;
+        let mut digests: HashSet<String> = HashSet::new();
+        {
+            let reader = self.member(&mut cab, "metadata.txt")?;
+            let mut records = RecordReader::new(reader);
+            let item = self.item("metadata.txt");
+            let damaged = |m: String| {
+                if m.contains("cannot read") || m.contains("file ends inside") {
+                    format!(
+                        "{m}; the package is truncated or corrupt: copy it again or re-run `wsusutil export`"
+                    )
+                } else {
+                    m
+                }
+            };
+            let bad_id: std::cell::Cell<Option<String>> = std::cell::Cell::new(None);
+            let mut decide = |id_text: &str, revision: u32| match UpdateId::parse(id_text) {
+                Ok(id) => {
+                    let identity = Identity { id, revision };
+                    if let Some(l) = listing.as_mut() {
+                        l.push(identity);
+                    }
+                    want(identity)
+                }
+                Err(m) => {
+                    bad_id.set(Some(m));
+                    false
+                }
+            };
+            while let Some(rec) = records
+                .next_record_if(&mut decide)
+                .map_err(|m| self.err(&item, damaged(m)))?
+            {
+                if let Some(m) = bad_id.take() {
+                    return Err(self.err(&item, format!("record {}: {m}", rec.index)));
+                }
+                if rec.xml.is_empty() {
+                    continue; // not wanted: skipped unparsed
+                }
+                let id = UpdateId::parse(&rec.id_text).expect("checked while reading the header");
+                let identity = Identity {
+                    id,
+                    revision: rec.revision,
+                };
+                let where_ = || {
+                    format!(
+                        "{item} record {} (update {id} revision {})",
+                        rec.index, rec.revision
+                    )
+                };
+                let update =
+                    parse_update(&rec.xml).map_err(|e| self.err(where_(), e.to_string()))?;
+                if update.identity != identity {
+                    return Err(self.err(
+                        where_(),
+                        format!(
+                            "the record header names {id} revision {} but its XML is {} revision {}",
+                            rec.revision, update.identity.id, update.identity.revision
+                        ),
+                    ));
+                }
+                digests.extend(update.files.iter().filter_map(|f| f.digest.clone()));
+                sink(Fetched::Update {
+                    update: Box::new(update),
+                    origin: where_(),
+                })?;
+            }
+        }
+        if !digests.is_empty() {
+            let reader = self.member(&mut cab, "package.xml")?;
+            let mut urls = Vec::new();
+            self.walk_package(
+                reader,
+                |_, _| Ok(()),
+                |d, u| {
+                    if digests.contains(d) {
+                        urls.push((d.to_owned(), u.to_owned()));
+                    }
+                },
+            )?;
+            for (digest, url) in urls {
+                sink(Fetched::FileUrl { digest, url })?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Size and modification time: changes whenever the file is replaced.
@@ -224,78 +320,23 @@ impl CatalogSource for WsusExportSource {
         if wanted.is_empty() {
             return Ok(());
         }
-        let mut cab = self.open()?;
-        let mut digests: HashSet<String> = HashSet::new();
-        {
-            let reader = self.member(&mut cab, "metadata.txt")?;
-            let mut records = RecordReader::new(reader);
-            let item = self.item("metadata.txt");
-            let damaged = |m: String| {
-                if m.contains("cannot read") || m.contains("file ends inside") {
-                    format!(
-                        "{m}; the package is truncated or corrupt: copy it again or re-run `wsusutil export`"
-                    )
-                } else {
-                    m
-                }
-            };
-            while let Some(rec) = records
-                .next_record()
-                .map_err(|m| self.err(&item, damaged(m)))?
-            {
-                let id = UpdateId::parse(&rec.id_text)
-                    .map_err(|m| self.err(&item, format!("record {}: {m}", rec.index)))?;
-                if !wanted.contains(&Identity {
-                    id,
-                    revision: rec.revision,
-                }) {
-                    continue;
-                }
-                let where_ = || {
-                    format!(
-                        "{item} record {} (update {id} revision {})",
-                        rec.index, rec.revision
-                    )
-                };
-                let update =
-                    parse_update(&rec.xml).map_err(|e| self.err(where_(), e.to_string()))?;
-                if update.identity
-                    != (Identity {
-                        id,
-                        revision: rec.revision,
-                    })
-                {
-                    return Err(self.err(
-                        where_(),
-                        format!(
-                            "the record header names {id} revision {} but its XML is {} revision {}",
-                            rec.revision, update.identity.id, update.identity.revision
-                        ),
-                    ));
-                }
-                digests.extend(update.files.iter().filter_map(|f| f.digest.clone()));
-                sink(Fetched::Update {
-                    update: Box::new(update),
-                    origin: where_(),
-                })?;
-            }
-        }
-        if !digests.is_empty() {
-            let reader = self.member(&mut cab, "package.xml")?;
-            let mut urls = Vec::new();
-            self.walk_package(
-                reader,
-                |_, _| Ok(()),
-                |d, u| {
-                    if digests.contains(d) {
-                        urls.push((d.to_owned(), u.to_owned()));
-                    }
-                },
-            )?;
-            for (digest, url) in urls {
-                sink(Fetched::FileUrl { digest, url })?;
-            }
-        }
-        Ok(())
+        self.scan(&|i: Identity| wanted.contains(&i), None, sink)
+    }
+
+    fn lists_while_fetching(&self) -> bool {
+        true
+    }
+
+    fn list_and_fetch(
+        &mut self,
+        want: &(dyn Fn(Identity) -> bool + Sync),
+        sink: &mut dyn FnMut(Fetched) -> Result<()>,
+    ) -> Result<Option<Listing>> {
+        let mut entries = Vec::new();
+        self.scan(want, Some(&mut entries), sink)?;
+        Ok(Some(Listing {
+            entries,
+            complete: true,
+        }))
     }
 }

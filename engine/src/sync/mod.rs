@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::events::{Phase, SyncEvent};
 use crate::filter::{FilterChain, LanguageSelection};
 use crate::model::{Identity, UpdateId};
-use crate::source::{CatalogSource, Fetched};
+use crate::source::{CatalogSource, Fetched, Listing};
 use crate::store::write::{Previous, compress_xml};
 use crate::store::{ItemVerdict, SourceState, Store, SyncWriter};
 
@@ -104,51 +104,53 @@ pub(crate) fn sync_source(
         return Ok(report);
     }
 
-    // List and diff.
-    (cx.emit)(SyncEvent::PhaseStarted {
-        source: name.clone(),
-        phase: Phase::Listing,
-        total: 0,
-    });
-    let listing = source.list()?;
-    let mut listed: HashMap<UpdateId, u32> = HashMap::with_capacity(listing.entries.len());
-    for e in &listing.entries {
-        let r = listed.entry(e.id).or_insert(e.revision);
-        *r = (*r).max(e.revision);
-    }
+    // List and diff. A source that lists while it fetches (a package without an index) is
+    // read once in a delta sync: the diff is decided record by record against the store.
     let items = load_items(store, &name)?;
+    let refetch = |old: u32, rev: u32, verdict: ItemVerdict| {
+        cx.options.full
+            || old != rev
+            || (verdict == ItemVerdict::Excluded && selection_changed)
+            || (verdict == ItemVerdict::Stored && languages_changed)
+    };
+    let single_pass = source.lists_while_fetching() && !items.is_empty() && !cx.options.full;
+    let mut listed: HashMap<UpdateId, u32> = HashMap::new();
     let mut wanted: HashSet<Identity> = HashSet::new();
-    let mut refetch_ids: HashSet<UpdateId> = HashSet::new();
-    for (id, rev) in &listed {
-        let refetch = match items.get(id) {
-            None => true,
-            Some((old, verdict)) => {
-                cx.options.full
-                    || old != rev
-                    || (*verdict == ItemVerdict::Excluded && selection_changed)
-                    || (*verdict == ItemVerdict::Stored && languages_changed)
+    let mut complete = true;
+    if !single_pass {
+        (cx.emit)(SyncEvent::PhaseStarted {
+            source: name.clone(),
+            phase: Phase::Listing,
+            total: 0,
+        });
+        let listing = source.list()?;
+        listed.reserve(listing.entries.len());
+        for e in &listing.entries {
+            let r = listed.entry(e.id).or_insert(e.revision);
+            *r = (*r).max(e.revision);
+        }
+        let mut refetch_ids: HashSet<UpdateId> = HashSet::new();
+        for (id, rev) in &listed {
+            match items.get(id) {
+                Some((old, verdict)) if !refetch(*old, *rev, *verdict) => {
+                    if *verdict == ItemVerdict::Stored {
+                        report.unchanged += 1;
+                    }
+                }
+                _ => {
+                    refetch_ids.insert(*id);
+                }
             }
-        };
-        if refetch {
-            refetch_ids.insert(*id);
-        } else if items
-            .get(id)
-            .is_some_and(|(_, v)| *v == ItemVerdict::Stored)
-        {
-            report.unchanged += 1;
         }
+        // Older revisions listed beside the newest are read too, and recorded as seen.
+        for e in &listing.entries {
+            if refetch_ids.contains(&e.id) {
+                wanted.insert(*e);
+            }
+        }
+        complete = listing.complete;
     }
-
     let path = store.path().to_owned();
-    // Older revisions listed beside the newest are read too, and recorded as seen.
-    for e in &listing.entries {
-        if refetch_ids.contains(&e.id) {
-            wanted.insert(*e);
-        }
-    }
-    drop(refetch_ids);
-    let complete = listing.complete;
-    drop(listing);
 
     report.phases.listing_ms = started.elapsed().as_millis() as u64;
     let mut clock = Instant::now();
@@ -166,21 +168,48 @@ pub(crate) fn sync_source(
 
     // Fetch.
     let mut fetched: HashMap<UpdateId, FetchedInfo> = HashMap::with_capacity(wanted.len());
-    let log_each = wanted.len() <= PER_UPDATE_LOG_LIMIT;
+    let mut log_budget = PER_UPDATE_LOG_LIMIT;
     let tree = crate::store::load_category_tree(&writer.tx).map_err(|e| writer.err(e))?;
     let mut decider = decide::StreamDecider::new(cx.chain, tree);
-    let delivered = fetch_into(
+    let want_new = |i: Identity| match items.get(&i.id) {
+        None => true,
+        // Older revisions were recorded when they were first seen.
+        Some((old, verdict)) => {
+            i.revision > *old || (i.revision == *old && refetch(*old, i.revision, *verdict))
+        }
+    };
+    let request = if single_pass {
+        Request::Scan(&want_new)
+    } else {
+        Request::Set(&wanted)
+    };
+    let (delivered, scanned) = fetch_into(
         &mut writer,
         source,
-        &wanted,
+        &request,
         &name,
         cx.languages,
         &mut fetched,
         &mut report,
-        Some((&mut decider, log_each)),
+        Some((&mut decider, &mut log_budget)),
         cx.emit,
     )?;
-    let settled = decider.settle();
+    if let Some(listing) = scanned {
+        for e in &listing.entries {
+            let r = listed.entry(e.id).or_insert(e.revision);
+            *r = (*r).max(e.revision);
+        }
+        complete = listing.complete;
+        report.unchanged += listed
+            .iter()
+            .filter(|(id, rev)| {
+                !fetched.contains_key(id)
+                    && items
+                        .get(id)
+                        .is_some_and(|(old, v)| old == *rev && *v == ItemVerdict::Stored)
+            })
+            .count() as u64;
+    }
     let missing: Vec<&Identity> = wanted.iter().filter(|i| !delivered.contains(i)).collect();
     if let Some(first) = missing.first() {
         return Err(Error::source(
@@ -193,6 +222,7 @@ pub(crate) fn sync_source(
             ),
         ));
     }
+    let settled = decider.settle();
 
     report.phases.fetching_ms = clock.elapsed().as_millis() as u64;
     clock = Instant::now();
@@ -231,7 +261,7 @@ pub(crate) fn sync_source(
         cx.languages,
         selection_changed || cx.options.full,
         settled.carried,
-        log_each,
+        log_budget > 0 && wanted.len() <= PER_UPDATE_LOG_LIMIT,
         cx.emit,
     )?;
     for w in warnings {
@@ -277,19 +307,25 @@ pub(crate) fn sync_source(
 pub(crate) fn fetch_into(
     writer: &mut SyncWriter<'_>,
     source: &mut dyn CatalogSource,
-    wanted: &HashSet<Identity>,
+    request: &Request<'_>,
     name: &str,
     languages: &LanguageSelection,
     fetched: &mut HashMap<UpdateId, FetchedInfo>,
     report: &mut SourceReport,
-    mut decider: Option<(&mut decide::StreamDecider<'_>, bool)>,
+    mut decider: Option<(&mut decide::StreamDecider<'_>, &mut usize)>,
     emit: &mut dyn FnMut(SyncEvent),
-) -> Result<HashSet<Identity>> {
-    let mut delivered = HashSet::with_capacity(wanted.len());
-    if wanted.is_empty() {
-        return Ok(delivered);
+) -> Result<(HashSet<Identity>, Option<Listing>)> {
+    let mut delivered = HashSet::new();
+    if let Request::Set(wanted) = request
+        && wanted.is_empty()
+    {
+        return Ok((delivered, None));
     }
-    let total = wanted.len() as u64;
+    // A scan does not know ahead how many records it will want: total 0 means "unknown".
+    let total = match request {
+        Request::Set(w) => w.len() as u64,
+        Request::Scan(_) => 0,
+    };
     emit(SyncEvent::PhaseStarted {
         source: name.to_owned(),
         phase: Phase::Fetching,
@@ -300,10 +336,10 @@ pub(crate) fn fetch_into(
     // The source reads, parses and (here) compresses on a worker thread; this thread writes.
     let (items, received) = std::sync::mpsc::sync_channel::<Item>(256);
     let outcome = std::thread::scope(|scope| {
-        let worker = scope.spawn(move || -> Result<()> {
+        let worker = scope.spawn(move || -> Result<Option<Listing>> {
             let mut compressor = zstd::bulk::Compressor::new(3)
                 .map_err(|e| Error::source(name, "zstd", e.to_string()))?;
-            source.fetch(wanted, &mut |f| {
+            let mut sink = |f: Fetched| {
                 let item = match f {
                     Fetched::Update { mut update, .. } => {
                         let raw = compress_xml(&mut compressor, &update.raw_xml).map_err(|e| {
@@ -315,13 +351,17 @@ pub(crate) fn fetch_into(
                     Fetched::FileUrl { digest, url } => Item::Url(digest, url),
                 };
                 items.send(item).map_err(|_| Error::Cancelled)
-            })
+            };
+            match request {
+                Request::Set(wanted) => source.fetch(wanted, &mut sink).map(|()| None),
+                Request::Scan(want) => source.list_and_fetch(*want, &mut sink),
+            }
         });
         let mut apply = |item: Item| -> Result<()> {
             match item {
                 Item::Update(update, raw) => {
                     let id = update.identity.id;
-                    if !wanted.contains(&update.identity) || !delivered.insert(update.identity) {
+                    if !request.wants(update.identity) || !delivered.insert(update.identity) {
                         return Ok(());
                     }
                     report.read.count(&update);
@@ -376,7 +416,6 @@ pub(crate) fn fetch_into(
                             Some((d, _)) => d.decide(&update),
                             None => decide::Early::Pending,
                         };
-                        let log_each = decider.as_ref().is_some_and(|(_, l)| *l);
                         let decided = match early {
                             decide::Early::Drop(stage, reason) => {
                                 if previous.is_some() {
@@ -410,12 +449,14 @@ pub(crate) fn fetch_into(
                                     &stage,
                                     reason.as_deref(),
                                 )?;
-                                if log_each
+                                let budget = decider.as_mut().map(|(_, b)| &mut **b);
+                                if let Some(b) = budget.filter(|b| **b > 0)
                                     && !update.update_type.is_always_synced()
                                     && previous
                                         .as_ref()
                                         .is_none_or(|p| p.revision != update.identity.revision)
                                 {
+                                    *b -= 1;
                                     emit(SyncEvent::UpdateStored {
                                         source: name.to_owned(),
                                         id: id.to_string(),
@@ -481,8 +522,16 @@ pub(crate) fn fetch_into(
             None => fetched_result,
         }
     });
-    outcome?;
-    if done < total {
+    let scanned = outcome?;
+    if total == 0 {
+        // A scan: now the total is known.
+        emit(SyncEvent::Progress {
+            source: name.to_owned(),
+            phase: Phase::Fetching,
+            done,
+            total: done,
+        });
+    } else if done < total {
         emit(SyncEvent::Progress {
             source: name.to_owned(),
             phase: Phase::Fetching,
@@ -490,7 +539,24 @@ pub(crate) fn fetch_into(
             total,
         });
     }
-    Ok(delivered)
+    Ok((delivered, scanned))
+}
+
+/// What the engine asks a source for.
+pub(crate) enum Request<'a> {
+    /// These identities (after `list`).
+    Set(&'a HashSet<Identity>),
+    /// Whatever this accepts, listing everything on the way (`list_and_fetch`).
+    Scan(&'a (dyn Fn(Identity) -> bool + Sync)),
+}
+
+impl Request<'_> {
+    fn wants(&self, i: Identity) -> bool {
+        match self {
+            Request::Set(w) => w.contains(&i),
+            Request::Scan(f) => f(i),
+        }
+    }
 }
 
 /// What the reader thread hands the writer.

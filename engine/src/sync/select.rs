@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use rusqlite::OptionalExtension;
 
-use super::{FetchedInfo, count_change, fetch_into};
+use super::{FetchedInfo, Request, count_change, fetch_into};
 use crate::error::Result;
 use crate::events::{Phase, SyncEvent};
 use crate::filter::{FilterChain, LanguageSelection, UpdateView, Verdict};
@@ -64,8 +64,16 @@ pub(crate) fn run(
         }
     }
     if !wanted.is_empty() {
-        let got = fetch_into(
-            writer, source, &wanted, &name, languages, fetched, report, None, emit,
+        let (got, _) = fetch_into(
+            writer,
+            source,
+            &Request::Set(&wanted),
+            &name,
+            languages,
+            fetched,
+            report,
+            None,
+            emit,
         )?;
         unresolved.extend(
             wanted
@@ -269,8 +277,16 @@ pub(crate) fn run(
         if wanted.is_empty() {
             break;
         }
-        let got = fetch_into(
-            writer, source, &wanted, &name, languages, fetched, report, None, emit,
+        let (got, _) = fetch_into(
+            writer,
+            source,
+            &Request::Set(&wanted),
+            &name,
+            languages,
+            fetched,
+            report,
+            None,
+            emit,
         )?;
         unresolved.extend(
             wanted

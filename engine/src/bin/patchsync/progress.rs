@@ -61,7 +61,15 @@ impl Progress {
                 phase: Phase::Fetching,
                 total,
             } => {
-                if self.tty {
+                if self.tty && *total == 0 {
+                    let b = ProgressBar::new_spinner();
+                    b.set_style(
+                        ProgressStyle::with_template("{prefix} {spinner} {pos} items ({elapsed})")
+                            .expect("template"),
+                    );
+                    b.set_prefix(format!("{source}: synchronizing updates"));
+                    self.bar = Some(b);
+                } else if self.tty {
                     let b = ProgressBar::new(*total);
                     b.set_style(
                         ProgressStyle::with_template(
@@ -72,8 +80,10 @@ impl Progress {
                     );
                     b.set_prefix(format!("{source}: synchronizing updates"));
                     self.bar = Some(b);
-                } else {
+                } else if *total > 0 {
                     eprintln!("{source}: synchronizing {total} updates");
+                } else {
+                    eprintln!("{source}: synchronizing changed updates");
                 }
             }
             SyncEvent::Progress {
@@ -86,8 +96,14 @@ impl Progress {
                     b.set_position(*done);
                 } else if done == total || self.last_line.elapsed().as_secs() >= 5 {
                     self.last_line = std::time::Instant::now();
-                    let pct = if *total == 0 { 100 } else { done * 100 / total };
-                    eprintln!("{source}: processed {done} out of {total} items ({pct}%)");
+                    if *total == 0 {
+                        eprintln!("{source}: processed {done} items");
+                    } else {
+                        eprintln!(
+                            "{source}: processed {done} out of {total} items ({}%)",
+                            done * 100 / total
+                        );
+                    }
                 }
             }
             SyncEvent::SourceFinished { report: r } => {
