@@ -161,6 +161,16 @@ impl<R: BufRead> RecordReader<R> {
                      are there; the export is truncated or the length field is wrong"
                 ));
             }
+            // Fast path: k bytes add at most k + 1 units (a 4-byte lead adds two), so the
+            // first `units - counted - 1` bytes cannot pass the end; count them branch-free.
+            let k = buf
+                .len()
+                .min(units.saturating_sub(counted).saturating_sub(1));
+            if k > 0 {
+                counted += utf16_units(&buf[..k]);
+                self.inner.consume(k);
+                continue;
+            }
             let mut used = 0;
             for &b in buf {
                 let lead = (b as i8) >= -0x40;
@@ -250,6 +260,42 @@ mod tests {
         let r2 = r.next_record().unwrap().unwrap();
         assert_eq!((r2.index, r2.revision, r2.xml.as_str()), (2, 0x1f, b));
         assert!(r.next_record().unwrap().is_none());
+    }
+
+    #[test]
+    fn skipped_records_end_where_read_ones_do() {
+        let xmls = [
+            "<a>Ω line\r\nbreak 😀 家族</a>",
+            "😀",
+            "<b/>",
+            "ascii only, a little longer than the others",
+        ];
+        let text: String = xmls
+            .iter()
+            .enumerate()
+            .map(|(i, x)| rec(&format!("e6cf1350-c01b-414d-a61f-{i:012}"), 1, x))
+            .collect();
+        for cap in [1, 3, 7, 64, 4096] {
+            let mut r = RecordReader::new(std::io::BufReader::with_capacity(cap, text.as_bytes()));
+            // Skip every other record; the ones read must come out whole.
+            let mut n = 0;
+            while let Some(x) = r
+                .next_record_if(|_, _| {
+                    n += 1;
+                    n % 2 == 0
+                })
+                .unwrap()
+            {
+                let i = x.index as usize - 1;
+                assert_eq!(
+                    x.xml,
+                    if i % 2 == 1 { xmls[i] } else { "" },
+                    "capacity {cap}, record {}",
+                    x.index
+                );
+            }
+            assert_eq!(n, xmls.len());
+        }
     }
 
     #[test]
