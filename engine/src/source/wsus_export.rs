@@ -78,7 +78,7 @@ impl WsusExportSource {
         &self,
         reader: impl std::io::BufRead,
         mut on_update: impl FnMut(&str, &str) -> Result<()>,
-        mut on_file: impl FnMut(&str, &str),
+        mut on_file: impl FnMut(&str, &str) -> Result<()>,
     ) -> Result<()> {
         let item = self.item("package.xml");
         let mut xml = Reader::from_reader(reader);
@@ -141,7 +141,7 @@ impl WsusExportSource {
                             }
                         }
                         if !digest.is_empty() && !url.is_empty() {
-                            on_file(&digest, &url);
+                            on_file(&digest, &url)?;
                         }
                     }
                     if matches!(ev, Event::Start(_)) {
@@ -241,19 +241,20 @@ impl WsusExportSource {
         }
         if !digests.is_empty() {
             let reader = self.member(&mut cab, "package.xml")?;
-            let mut urls = Vec::new();
+            // Handed over as found: a full sync wants every file's URL.
             self.walk_package(
                 reader,
                 |_, _| Ok(()),
                 |d, u| {
                     if digests.contains(d) {
-                        urls.push((d.to_owned(), u.to_owned()));
+                        sink(Fetched::FileUrl {
+                            digest: d.to_owned(),
+                            url: u.to_owned(),
+                        })?;
                     }
+                    Ok(())
                 },
             )?;
-            for (digest, url) in urls {
-                sink(Fetched::FileUrl { digest, url })?;
-            }
         }
         Ok(())
     }
@@ -304,7 +305,7 @@ impl CatalogSource for WsusExportSource {
                 entries.push(Identity { id, revision });
                 Ok(())
             },
-            |_, _| {},
+            |_, _| Ok(()),
         )?;
         Ok(Listing {
             entries,
