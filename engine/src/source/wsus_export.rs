@@ -72,19 +72,29 @@ impl WsusExportSource {
         format!("{} ({member})", self.path.display())
     }
 
-    /// Walks `package.xml`, calling `on_update(id, revision)` for `Updates/Update` and
-    /// `on_file(digest, url)` for top-level `Files/File`.
+    /// Walks `package.xml`, calling `on_update(id, revision)` for `Updates/Update` (when
+    /// `updates` is true) and `on_file(digest, url)` for top-level `Files/File`. Without
+    /// `updates` it stops after `Files`, which comes first.
     fn walk_package(
         &self,
         reader: impl std::io::BufRead,
+        updates: bool,
         mut on_update: impl FnMut(&str, &str) -> Result<()>,
         mut on_file: impl FnMut(&str, &str) -> Result<()>,
     ) -> Result<()> {
+        #[derive(Clone, Copy, PartialEq)]
+        enum Tag {
+            Root,
+            Files,
+            Updates,
+            Other,
+        }
         let item = self.item("package.xml");
         let mut xml = Reader::from_reader(reader);
         let mut buf = Vec::with_capacity(4096);
-        let mut path: Vec<Vec<u8>> = Vec::new();
+        let mut path: Vec<Tag> = Vec::new();
         let mut saw_root = false;
+        let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
         loop {
             let ev = xml.read_event_into(&mut buf).map_err(|e| {
                 self.err(
@@ -97,59 +107,64 @@ impl WsusExportSource {
             })?;
             match ev {
                 Event::Start(ref e) | Event::Empty(ref e) => {
-                    let local = e.local_name().as_ref().to_vec();
-                    if path.is_empty() {
-                        if local != b"ExportPackage" {
+                    let local = e.local_name();
+                    let local = local.as_ref();
+                    let tag = match (path.last(), local) {
+                        (None, b"ExportPackage") => Tag::Root,
+                        (None, _) => {
                             return Err(self.err(
                                 &item,
                                 format!(
                                     "root element is <{}>, expected <ExportPackage>",
-                                    String::from_utf8_lossy(&local)
+                                    text(local)
                                 ),
                             ));
                         }
-                        saw_root = true;
-                    }
-                    let depth = path.len();
-                    let parent = path.last().map(Vec::as_slice);
-                    if depth == 2 && parent == Some(b"Updates") && local == b"Update" {
-                        let (mut id, mut rev) = (String::new(), String::new());
-                        for a in e.attributes().flatten() {
-                            match a.key.local_name().as_ref() {
-                                b"UpdateId" => id = String::from_utf8_lossy(&a.value).into_owned(),
-                                b"RevisionNumber" => {
-                                    rev = String::from_utf8_lossy(&a.value).into_owned()
+                        (Some(Tag::Root), b"Files") => Tag::Files,
+                        (Some(Tag::Root), b"Updates") => Tag::Updates,
+                        _ => Tag::Other,
+                    };
+                    saw_root = true;
+                    match (path.last(), local) {
+                        (Some(Tag::Updates), b"Update") if updates => {
+                            let (mut id, mut rev) = (String::new(), String::new());
+                            for a in e.attributes().flatten() {
+                                match a.key.local_name().as_ref() {
+                                    b"UpdateId" => id = text(&a.value),
+                                    b"RevisionNumber" => rev = text(&a.value),
+                                    _ => {}
                                 }
-                                _ => {}
+                            }
+                            on_update(&id, &rev)?;
+                        }
+                        (Some(Tag::Files), b"File") => {
+                            let (mut digest, mut url) = (String::new(), String::new());
+                            for a in e.attributes().flatten() {
+                                match a.key.local_name().as_ref() {
+                                    b"Digest" => digest = text(&a.value),
+                                    b"MUUrl" => {
+                                        url = a
+                                            .unescape_value()
+                                            .map(|v| v.into_owned())
+                                            .unwrap_or_default()
+                                    }
+                                    _ => {}
+                                }
+                            }
+                            if !digest.is_empty() && !url.is_empty() {
+                                on_file(&digest, &url)?;
                             }
                         }
-                        on_update(&id, &rev)?;
-                    } else if depth == 2 && parent == Some(b"Files") && local == b"File" {
-                        let (mut digest, mut url) = (String::new(), String::new());
-                        for a in e.attributes().flatten() {
-                            match a.key.local_name().as_ref() {
-                                b"Digest" => {
-                                    digest = String::from_utf8_lossy(&a.value).into_owned()
-                                }
-                                b"MUUrl" => {
-                                    url = a
-                                        .unescape_value()
-                                        .map(|v| v.into_owned())
-                                        .unwrap_or_default()
-                                }
-                                _ => {}
-                            }
-                        }
-                        if !digest.is_empty() && !url.is_empty() {
-                            on_file(&digest, &url)?;
-                        }
+                        _ => {}
                     }
                     if matches!(ev, Event::Start(_)) {
-                        path.push(local);
+                        path.push(tag);
                     }
                 }
                 Event::End(_) => {
-                    path.pop();
+                    if path.pop() == Some(Tag::Files) && !updates {
+                        return Ok(());
+                    }
                 }
                 Event::Eof => break,
                 _ => {}
@@ -244,6 +259,7 @@ impl WsusExportSource {
             // Handed over as found: a full sync wants every file's URL.
             self.walk_package(
                 reader,
+                false,
                 |_, _| Ok(()),
                 |d, u| {
                     if digests.contains(d) {
@@ -293,6 +309,7 @@ impl CatalogSource for WsusExportSource {
         let item = self.item("package.xml");
         self.walk_package(
             reader,
+            true,
             |id, rev| {
                 let id = UpdateId::parse(id)
                     .map_err(|m| self.err(&item, format!("<Update UpdateId>: {m}")))?;
