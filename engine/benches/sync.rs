@@ -167,6 +167,9 @@ fn baseline(db: &Path, cab: &Path) {
 }
 
 fn run_child(mode: &str, dir: &Path, cab: &Path) -> (f64, u64) {
+    // Start each run with no dirty pages from the previous one (the runs write gigabytes;
+    // the kernel's write-back would otherwise throttle whichever run comes next).
+    let _ = Command::new("sync").status();
     let exe = std::env::current_exe().unwrap();
     let out = Command::new(exe)
         .args(["--child", mode])

@@ -162,7 +162,8 @@ impl WsusExportSource {
                     }
                 }
                 Event::End(_) => {
-                    if path.pop() == Some(Tag::Files) && !updates {
+                    let closed = path.pop();
+                    if closed == Some(Tag::Files) && !updates {
                         return Ok(());
                     }
                 }
