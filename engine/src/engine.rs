@@ -199,6 +199,10 @@ impl Engine {
         self.extra_sources = extra;
         self.extra_filters = chain.stages.split_off(1);
         report.catalog_version = self.store.catalog_version()?;
+        if report.changed() {
+            // Status reads this instead of hashing the whole catalog on every call.
+            self.store.record_content_digest()?;
+        }
         report.categories = self.store.category_count()?;
         report.detectoids = self.store.count("update_type = 'Detectoid'")?;
         report.updates = self
@@ -296,7 +300,7 @@ pub fn status_of(store: &Store, config: &Config) -> Result<Status> {
             .count("update_type IN ('Software', 'Driver') AND state = 'expired'")?,
         categories: store.category_count()?,
         detectoids: store.count("update_type = 'Detectoid'")?,
-        content_digest: store.content_digest()?,
+        content_digest: store.current_content_digest()?,
         store: config.store_path.clone(),
         log: config.log_path.clone(),
     })

@@ -98,6 +98,10 @@ fn evolution_is_applied_exactly_as_the_manifest_says() {
         .unwrap()
         .to_owned();
     assert_ne!(before_digest, after_digest);
+    // Status reads the digest recorded after the sync; it is the one the catalog hashes to.
+    let recorded: String = site.sql("SELECT value FROM meta WHERE key = 'content_digest'");
+    assert_eq!(recorded, format!("2:{after_digest}"));
+    assert_eq!(site.engine().store().content_digest().unwrap(), after_digest);
 
     // The same package again: nothing is read, nothing changes.
     let third = site.sync();

@@ -556,6 +556,26 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// The content digest, from the value recorded after the last sync that changed the
+    /// catalog when it belongs to the current catalog version, else computed.
+    pub fn current_content_digest(&self) -> Result<String> {
+        let version = self.catalog_version()?;
+        if let Some(v) = self.meta("content_digest")?
+            && let Some((at, digest)) = v.split_once(':')
+            && at == version.to_string()
+        {
+            return Ok(digest.to_owned());
+        }
+        self.content_digest()
+    }
+
+    /// Computes the digest and records it with the catalog version it describes.
+    pub fn record_content_digest(&self) -> Result<()> {
+        let version = self.catalog_version()?;
+        let digest = self.content_digest()?;
+        self.set_meta("content_digest", &format!("{version}:{digest}"))
+    }
+
     /// A digest over the active catalog's (id, revision) pairs: equal digests, equal catalogs.
     pub fn content_digest(&self) -> Result<String> {
         use sha1::{Digest, Sha1};
