@@ -101,7 +101,10 @@ fn evolution_is_applied_exactly_as_the_manifest_says() {
     // Status reads the digest recorded after the sync; it is the one the catalog hashes to.
     let recorded: String = site.sql("SELECT value FROM meta WHERE key = 'content_digest'");
     assert_eq!(recorded, format!("2:{after_digest}"));
-    assert_eq!(site.engine().store().content_digest().unwrap(), after_digest);
+    assert_eq!(
+        site.engine().store().content_digest().unwrap(),
+        after_digest
+    );
 
     // The same package again: nothing is read, nothing changes.
     let third = site.sync();
@@ -124,6 +127,15 @@ fn evolution_is_applied_exactly_as_the_manifest_says() {
         "{full:?}"
     );
     assert_eq!(full.catalog_version, 2);
+    // A full sync of the same revisions keeps every verdict and writes no row again.
+    let catalog: i64 = site.sql("SELECT COUNT(*) FROM updates WHERE selected_by = 'catalog'");
+    assert_eq!(catalog as u64, full.categories + full.detectoids);
+    let stray: i64 = site.sql(
+        "SELECT COUNT(*) FROM updates WHERE selected_by NOT IN ('catalog', 'filter', 'bundle')",
+    );
+    assert_eq!(stray, 0);
+    let rewritten: i64 = site.sql("SELECT COUNT(*) FROM updates WHERE changed_version > 2");
+    assert_eq!(rewritten, 0);
     assert_eq!(
         site.cli_json(&["status", "--json"])["content_digest"]
             .as_str()

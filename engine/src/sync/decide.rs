@@ -29,11 +29,18 @@ pub(crate) struct StreamDecider<'a> {
     kept_children: HashMap<UpdateId, UpdateId>,
     /// Leaves stored tentatively, with what they bundle themselves.
     tentative: Vec<(UpdateId, Vec<UpdateId>)>,
+    /// Rewrite rows whose revision is already stored (the language selection changed).
+    pub(crate) rewrite_same_revision: bool,
 }
 
 impl<'a> StreamDecider<'a> {
-    pub(crate) fn new(chain: &'a mut FilterChain, tree: CategoryTree) -> Self {
+    pub(crate) fn new(
+        chain: &'a mut FilterChain,
+        tree: CategoryTree,
+        rewrite_same_revision: bool,
+    ) -> Self {
         StreamDecider {
+            rewrite_same_revision,
             chain,
             tree,
             dirty: true,

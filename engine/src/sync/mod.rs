@@ -170,7 +170,7 @@ pub(crate) fn sync_source(
     let mut fetched: HashMap<UpdateId, FetchedInfo> = HashMap::with_capacity(wanted.len());
     let mut log_budget = PER_UPDATE_LOG_LIMIT;
     let tree = crate::store::load_category_tree(&writer.tx).map_err(|e| writer.err(e))?;
-    let mut decider = decide::StreamDecider::new(cx.chain, tree);
+    let mut decider = decide::StreamDecider::new(cx.chain, tree, languages_changed);
     let want_new = |i: Identity| match items.get(&i.id) {
         None => true,
         // Older revisions were recorded when they were first seen.
@@ -259,7 +259,7 @@ pub(crate) fn sync_source(
         &mut report,
         cx.chain,
         cx.languages,
-        selection_changed || cx.options.full,
+        selection_changed,
         settled.carried,
         log_budget > 0 && wanted.len() <= PER_UPDATE_LOG_LIMIT,
         cx.emit,
@@ -406,6 +406,35 @@ pub(crate) fn fetch_into(
                             )?;
                             return Ok(());
                         }
+                        // The same revision already stored (a full sync) is not rewritten, unless
+                        // the language selection changed; only its verdict is updated.
+                        let rewrite = decider
+                            .as_ref()
+                            .is_none_or(|(d, _)| d.rewrite_same_revision);
+                        let store_row = |writer: &mut SyncWriter<'_>,
+                                         update: &crate::model::Update,
+                                         raw: &[u8],
+                                         previous: Option<&Previous>,
+                                         selected_by: &str|
+                         -> Result<()> {
+                            let selected_by = if update.update_type.is_always_synced() {
+                                "catalog"
+                            } else {
+                                selected_by
+                            };
+                            match previous {
+                                Some(p) if p.revision == update.identity.revision && !rewrite => {
+                                    writer.set_selected_by(update.identity.id, selected_by)
+                                }
+                                _ => writer.put_update(
+                                    update,
+                                    raw,
+                                    previous.is_some(),
+                                    languages,
+                                    selected_by,
+                                ),
+                            }
+                        };
                         let early = match decider.as_mut() {
                             _ if update.update_type.is_always_synced() => {
                                 if let Some((d, _)) = decider.as_mut() {
@@ -435,13 +464,7 @@ pub(crate) fn fetch_into(
                                 return Ok(());
                             }
                             decide::Early::Keep(stage, reason) => {
-                                writer.put_update(
-                                    &update,
-                                    &raw,
-                                    previous.is_some(),
-                                    languages,
-                                    "filter",
-                                )?;
+                                store_row(writer, &update, &raw, previous.as_ref(), "filter")?;
                                 writer.set_item(
                                     id,
                                     update.identity.revision,
@@ -467,23 +490,11 @@ pub(crate) fn fetch_into(
                                 true
                             }
                             decide::Early::Tentative => {
-                                writer.put_update(
-                                    &update,
-                                    &raw,
-                                    previous.is_some(),
-                                    languages,
-                                    "bundle",
-                                )?;
+                                store_row(writer, &update, &raw, previous.as_ref(), "bundle")?;
                                 false
                             }
                             decide::Early::Pending => {
-                                writer.put_update(
-                                    &update,
-                                    &raw,
-                                    previous.is_some(),
-                                    languages,
-                                    "pending",
-                                )?;
+                                store_row(writer, &update, &raw, previous.as_ref(), "pending")?;
                                 false
                             }
                         };
