@@ -64,23 +64,12 @@ pub(crate) fn run(
         }
     }
     if !wanted.is_empty() {
-        let (got, _) = fetch_into(
-            writer,
-            source,
-            &Request::Set(&wanted),
-            &name,
+        let leaves = Leaves {
+            source: &mut *source,
+            name: &name,
             languages,
-            fetched,
-            report,
-            None,
-            emit,
-        )?;
-        unresolved.extend(
-            wanted
-                .iter()
-                .filter(|i| !got.contains(i))
-                .map(|i| (i.id, i.id)),
-        );
+        };
+        leaves.fetch(writer, &wanted, fetched, report, &mut unresolved, emit)?;
     }
     let mut all_mode = reevaluate_all;
 
@@ -277,23 +266,12 @@ pub(crate) fn run(
         if wanted.is_empty() {
             break;
         }
-        let (got, _) = fetch_into(
-            writer,
-            source,
-            &Request::Set(&wanted),
-            &name,
+        let leaves = Leaves {
+            source: &mut *source,
+            name: &name,
             languages,
-            fetched,
-            report,
-            None,
-            emit,
-        )?;
-        unresolved.extend(
-            wanted
-                .iter()
-                .filter(|i| !got.contains(i))
-                .map(|i| (i.id, i.id)),
-        );
+        };
+        leaves.fetch(writer, &wanted, fetched, report, &mut unresolved, emit)?;
         all_mode = false;
     }
 
@@ -306,6 +284,45 @@ pub(crate) fn run(
         ));
     }
     Ok(warnings)
+}
+
+/// Fetches bundle leaves the store lacks; the ones the source does not deliver are unresolved.
+struct Leaves<'a> {
+    source: &'a mut dyn CatalogSource,
+    name: &'a str,
+    languages: &'a LanguageSelection,
+}
+
+impl Leaves<'_> {
+    fn fetch(
+        self,
+        writer: &mut SyncWriter<'_>,
+        wanted: &HashSet<Identity>,
+        fetched: &mut HashMap<UpdateId, FetchedInfo>,
+        report: &mut SourceReport,
+        unresolved: &mut Vec<(UpdateId, UpdateId)>,
+        emit: &mut dyn FnMut(SyncEvent),
+    ) -> Result<()> {
+        let request = Request::Set(wanted);
+        let (got, _) = fetch_into(
+            writer,
+            self.source,
+            &request,
+            self.name,
+            self.languages,
+            fetched,
+            report,
+            None,
+            emit,
+        )?;
+        unresolved.extend(
+            wanted
+                .iter()
+                .filter(|i| !got.contains(i))
+                .map(|i| (i.id, i.id)),
+        );
+        Ok(())
+    }
 }
 
 fn load_candidates(writer: &SyncWriter<'_>, cond: &str, source: &str) -> Result<Vec<Candidate>> {
