@@ -179,8 +179,8 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
-    /// Counts of updates by type and state, for status.
-    pub fn count(&self, sql_where: &str) -> Result<u64> {
+    /// Counts updates matching a WHERE fragment written by the engine itself (never user input).
+    pub(crate) fn count(&self, sql_where: &str) -> Result<u64> {
         self.conn
             .query_row(
                 &format!("SELECT COUNT(*) FROM updates WHERE {sql_where}"),

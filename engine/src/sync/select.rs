@@ -17,10 +17,6 @@ use crate::sync::SourceReport;
 const BATCH: usize = 2048;
 const MAX_BUNDLE_DEPTH: usize = 16;
 
-struct Candidate {
-    view: UpdateView,
-}
-
 /// Why a candidate stays.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum KeptBy {
@@ -96,18 +92,17 @@ pub(crate) fn run(
         let index: HashMap<UpdateId, usize> = candidates
             .iter()
             .enumerate()
-            .map(|(i, c)| (c.view.id, i))
+            .map(|(i, c)| (c.id, i))
             .collect();
 
         // 1. The filter chain decides updates that name categories.
         let mut decisions: Vec<Option<(String, Verdict, Option<String>)>> =
             vec![None; candidates.len()];
         let decided: Vec<usize> = (0..candidates.len())
-            .filter(|i| !candidates[*i].view.categories.is_empty())
+            .filter(|i| !candidates[*i].categories.is_empty())
             .collect();
         for chunk in decided.chunks(BATCH) {
-            let views: Vec<UpdateView> =
-                chunk.iter().map(|i| candidates[*i].view.clone()).collect();
+            let views: Vec<UpdateView> = chunk.iter().map(|i| candidates[*i].clone()).collect();
             for (k, (stage, d)) in chain.evaluate(&tree, &views).into_iter().enumerate() {
                 decisions[chunk[k]] = Some((stage, d.verdict, d.reason));
             }
@@ -126,7 +121,7 @@ pub(crate) fn run(
                 if kept[i].is_some() {
                     continue;
                 }
-                let Some(ps) = parents.get(&c.view.id) else {
+                let Some(ps) = parents.get(&c.id) else {
                     continue;
                 };
                 for p in ps {
@@ -158,7 +153,7 @@ pub(crate) fn run(
 
         // 3. Apply.
         for (i, c) in candidates.iter().enumerate() {
-            let id = c.view.id;
+            let id = c.id;
             let info = fetched.get(&id);
             match kept[i] {
                 Some(by) => {
@@ -181,7 +176,7 @@ pub(crate) fn run(
                     )?;
                     writer.set_item(
                         id,
-                        c.view.revision,
+                        c.revision,
                         ItemVerdict::Stored,
                         &stage,
                         reason.as_deref(),
@@ -204,7 +199,7 @@ pub(crate) fn run(
                             emit(SyncEvent::UpdateStored {
                                 source: name.clone(),
                                 id: id.to_string(),
-                                title: c.view.title.clone().unwrap_or_default(),
+                                title: c.title.clone().unwrap_or_default(),
                                 kb,
                             });
                         }
@@ -225,7 +220,7 @@ pub(crate) fn run(
                     writer.delete_update(id)?;
                     writer.set_item(
                         id,
-                        c.view.revision,
+                        c.revision,
                         ItemVerdict::Excluded,
                         &stage,
                         reason.as_deref(),
@@ -325,7 +320,7 @@ impl Leaves<'_> {
     }
 }
 
-fn load_candidates(writer: &SyncWriter<'_>, cond: &str, source: &str) -> Result<Vec<Candidate>> {
+fn load_candidates(writer: &SyncWriter<'_>, cond: &str, source: &str) -> Result<Vec<UpdateView>> {
     let mut cats: HashMap<UpdateId, Vec<UpdateId>> = HashMap::new();
     let sql = format!(
         "SELECT u.id, uc.category_id FROM update_categories uc JOIN updates u ON u.uid = uc.uid WHERE {cond}"
@@ -343,16 +338,14 @@ fn load_candidates(writer: &SyncWriter<'_>, cond: &str, source: &str) -> Result<
         let get = |i| r.get_ref(i).map_err(|e| writer.err(e));
         let id = parse_id(writer, get(0)?.as_str().unwrap_or_default())?;
         let t: String = r.get(2).map_err(|e| writer.err(e))?;
-        out.push(Candidate {
-            view: UpdateView {
-                id,
-                revision: r.get(1).map_err(|e| writer.err(e))?,
-                update_type: UpdateType::parse(&t).unwrap_or(UpdateType::Software),
-                title: r.get(3).map_err(|e| writer.err(e))?,
-                categories: cats.remove(&id).unwrap_or_default(),
-                msrc_severity: r.get(4).map_err(|e| writer.err(e))?,
-                is_bundle: r.get(5).map_err(|e| writer.err(e))?,
-            },
+        out.push(UpdateView {
+            id,
+            revision: r.get(1).map_err(|e| writer.err(e))?,
+            update_type: UpdateType::parse(&t).unwrap_or(UpdateType::Software),
+            title: r.get(3).map_err(|e| writer.err(e))?,
+            categories: cats.remove(&id).unwrap_or_default(),
+            msrc_severity: r.get(4).map_err(|e| writer.err(e))?,
+            is_bundle: r.get(5).map_err(|e| writer.err(e))?,
         });
     }
     Ok(out)
