@@ -8,6 +8,7 @@ use toml::Spanned;
 
 use crate::error::{Error, Result};
 use crate::filter::{LanguageSelection, Pick};
+pub use crate::source::location::Location;
 
 /// The raw file, as written.
 #[derive(Debug, Deserialize)]
@@ -37,7 +38,11 @@ struct RawSite {
 struct RawSource {
     name: Spanned<String>,
     kind: Spanned<String>,
+    /// A file or folder; for `sdp-catalog` and `wsusscn2` also an http(s) URL.
     path: Spanned<String>,
+    /// Optional SHA-256 (hex) the catalog file must have.
+    #[serde(default)]
+    sha256: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -56,16 +61,36 @@ struct RawFilter {
 pub enum SourceKind {
     WsusExport,
     Directory,
+    Wsusscn2,
+    SdpCatalog,
 }
 
 impl SourceKind {
-    pub const NAMES: &'static [&'static str] = &["wsus-export", "directory"];
+    pub const NAMES: &'static [&'static str] =
+        &["wsus-export", "directory", "wsusscn2", "sdp-catalog"];
 
     pub fn as_str(self) -> &'static str {
         match self {
             SourceKind::WsusExport => "wsus-export",
             SourceKind::Directory => "directory",
+            SourceKind::Wsusscn2 => "wsusscn2",
+            SourceKind::SdpCatalog => "sdp-catalog",
         }
+    }
+
+    pub fn parse(s: &str) -> Option<SourceKind> {
+        match s {
+            "wsus-export" => Some(SourceKind::WsusExport),
+            "directory" => Some(SourceKind::Directory),
+            "wsusscn2" => Some(SourceKind::Wsusscn2),
+            "sdp-catalog" => Some(SourceKind::SdpCatalog),
+            _ => None,
+        }
+    }
+
+    /// Whether `path` may be an http(s) URL (downloaded, verified, then read).
+    pub fn takes_url(self) -> bool {
+        matches!(self, SourceKind::Wsusscn2 | SourceKind::SdpCatalog)
     }
 }
 
@@ -74,7 +99,10 @@ impl SourceKind {
 pub struct SourceConfig {
     pub name: String,
     pub kind: SourceKind,
-    pub path: PathBuf,
+    /// The file or folder (or URL) the source reads.
+    pub location: Location,
+    /// SHA-256 (lowercase hex) the catalog must have, if pinned.
+    pub sha256: Option<String>,
 }
 
 /// The validated filter.
@@ -178,14 +206,14 @@ impl Config {
                     format!("[[source]] name: '{name}' is used twice; source names must be unique"),
                 ));
             }
-            let kind = match s.kind.get_ref().as_str() {
-                "wsus-export" => SourceKind::WsusExport,
-                "directory" => SourceKind::Directory,
-                other => {
+            let kind = match SourceKind::parse(s.kind.get_ref()) {
+                Some(k) => k,
+                None => {
                     return Err(fail(
                         Some(s.kind.span()),
                         format!(
-                            "[[source]] kind: '{other}' is not a known kind; use one of: {}",
+                            "[[source]] kind: '{}' is not a known kind; use one of: {}",
+                            s.kind.get_ref(),
                             SourceKind::NAMES.join(", ")
                         ),
                     ));
@@ -197,10 +225,44 @@ impl Config {
                     "[[source]] path: must not be empty".into(),
                 ));
             }
+            let location = Location::parse(s.path.get_ref(), base);
+            if matches!(location, Location::Url(_)) && !kind.takes_url() {
+                return Err(fail(
+                    Some(s.path.span()),
+                    format!(
+                        "[[source]] path: a '{}' source reads a local file or folder; download it first \
+                         (URLs work for wsusscn2 and sdp-catalog)",
+                        kind.as_str()
+                    ),
+                ));
+            }
+            let sha256 = match &s.sha256 {
+                None => None,
+                Some(h) => {
+                    let v = h.get_ref().trim().to_ascii_lowercase();
+                    if v.len() != 64 || !v.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        return Err(fail(
+                            Some(h.span()),
+                            "[[source]] sha256: must be 64 hex digits (the output of `sha256sum FILE`)".into(),
+                        ));
+                    }
+                    if !kind.takes_url() {
+                        return Err(fail(
+                            Some(h.span()),
+                            format!(
+                                "[[source]] sha256: pins apply to wsusscn2 and sdp-catalog sources, not '{}'",
+                                kind.as_str()
+                            ),
+                        ));
+                    }
+                    Some(v)
+                }
+            };
             sources.push(SourceConfig {
                 name,
                 kind,
-                path: resolve(s.path.get_ref()),
+                location,
+                sha256,
             });
         }
 
@@ -254,11 +316,18 @@ store = "data/patchsync.db"
 # The sync log (like wsyncmgr.log); default: sync.log beside the store.
 # log = "data/sync.log"
 
-# Catalog sources, synced in this order. Kinds: wsus-export, directory.
+# Catalog sources, synced in this order. Kinds: wsus-export, directory, wsusscn2,
+# sdp-catalog. wsusscn2 and sdp-catalog also take an https:// URL as `path`, and any
+# file source an optional `sha256 = "..."` pin that rejects a catalog with another digest.
 [[source]]
 name = "contoso-export"
 kind = "wsus-export"            # a `wsusutil export` CAB (package.xml + metadata.txt)
 path = "exports/WSUS.cab"
+
+# [[source]]
+# name = "hp"
+# kind = "sdp-catalog"          # a vendor catalog: .xml, .cab, .zip, or a single .sdp
+# path = "https://hpia.hpcloud.hp.com/downloads/sccmcatalog/HpCatalogForSms.latest.cab"
 
 # [[source]]
 # name = "hand-picked"
@@ -290,7 +359,10 @@ mod tests {
         assert_eq!(c.site_name, "CAS");
         assert_eq!(c.store_path, Path::new("/etc/ps/data/patchsync.db"));
         assert_eq!(c.log_path, Path::new("/etc/ps/data/sync.log"));
-        assert_eq!(c.sources[0].path, Path::new("/etc/ps/exports/WSUS.cab"));
+        assert_eq!(
+            c.sources[0].location,
+            Location::Path(PathBuf::from("/etc/ps/exports/WSUS.cab"))
+        );
         assert_eq!(c.filter.products, Pick::Some(vec![]));
     }
 
@@ -316,6 +388,9 @@ mod tests {
             .unwrap()
             + 1;
         assert!(e.starts_with(&format!("/etc/ps/site.toml:{line}:")), "{e}");
-        assert!(e.contains("wsus-export, directory"), "{e}");
+        assert!(
+            e.contains("wsus-export, directory, wsusscn2, sdp-catalog"),
+            "{e}"
+        );
     }
 }

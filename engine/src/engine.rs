@@ -5,12 +5,12 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::config::{Config, SourceKind};
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::events::SyncEvent;
 use crate::filter::{FilterChain, ProductClassificationFilter};
 use crate::model::UpdateId;
-use crate::source::{CatalogSource, DirectorySource, WsusExportSource};
+use crate::source::CatalogSource;
 use crate::store::{CategoryRow, HistoryRow, ShowUpdate, Store, UpdateQuery, UpdateRow};
 use crate::sync::{
     SourceContext, SourceOutcome, SourceReport, SyncOptions, SyncReport, sync_source,
@@ -137,10 +137,7 @@ impl Engine {
             .sources
             .iter()
             .map(|s| {
-                let src: Box<dyn CatalogSource> = match s.kind {
-                    SourceKind::WsusExport => Box::new(WsusExportSource::new(&s.name, &s.path)),
-                    SourceKind::Directory => Box::new(DirectorySource::new(&s.name, &s.path)),
-                };
+                let src = crate::source::open_configured(s);
                 (s.kind.as_str().to_owned(), src)
             })
             .collect();

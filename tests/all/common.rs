@@ -256,3 +256,86 @@ pub fn generated(dir: &Path, name: &str, updates: usize, seed: u64) -> PathBuf {
     .expect("generate");
     p
 }
+
+/// How the loopback HTTP server answers.
+#[derive(Clone)]
+pub enum Serve {
+    /// 200 with this body.
+    Body(Vec<u8>),
+    /// This status and a short body.
+    Status(u16),
+    /// Announces the whole body's length, sends `cut` bytes, then closes.
+    CutOff(Vec<u8>, usize),
+}
+
+/// A real HTTP/1.1 server on 127.0.0.1 answering every request the same way, until dropped.
+pub struct HttpServer {
+    pub url: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl HttpServer {
+    pub fn start(path: &str, answer: Serve) -> HttpServer {
+        use std::io::{BufRead, BufReader, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let url = format!("http://{}{path}", listener.local_addr().unwrap());
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                let (mut sock, _) = match listener.accept() {
+                    Ok(s) => s,
+                    Err(_) => {
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                        continue;
+                    }
+                };
+                sock.set_nonblocking(false).ok();
+                let mut r = BufReader::new(sock.try_clone().expect("clone"));
+                let mut line = String::new();
+                while r.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let (status, body, send) = match &answer {
+                    Serve::Body(b) => (200, b.clone(), b.len()),
+                    Serve::Status(s) => (*s, b"no such catalog".to_vec(), 15),
+                    Serve::CutOff(b, cut) => (200, b.clone(), *cut),
+                };
+                let head = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = sock.write_all(head.as_bytes());
+                let _ = sock.write_all(&body[..send]);
+                let _ = sock.flush();
+            }
+        });
+        HttpServer {
+            url,
+            stop,
+            handle: Some(handle),
+        }
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Counts rows of a two-column `SELECT key, COUNT(*) ... GROUP BY key` query.
+pub fn grouped(db: &Path, sql: &str) -> Vec<(String, i64)> {
+    let c = rusqlite::Connection::open(db).expect("open db");
+    let mut s = c.prepare(sql).expect("prepare");
+    s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("query")
+        .map(Result::unwrap)
+        .collect()
+}

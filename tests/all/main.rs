@@ -9,4 +9,6 @@ mod crash;
 mod delta;
 mod filters;
 mod generator;
+mod offline;
 mod real_export;
+mod third_party;

@@ -5,7 +5,7 @@
 mod catalog;
 mod evolve;
 mod wsus_writer;
-mod xmlgen;
+pub(crate) mod xmlgen;
 
 pub use catalog::{GenerateOptions, GenerateSummary, generate};
 pub use evolve::{EvolveManifest, EvolveOptions, changes_path, evolve};

@@ -9,15 +9,22 @@
 //! 3. [`CatalogSource::fetch`]: the full metadata of just the identities the engine asks for,
 //!    handed to a sink one by one. A network source pages this request itself.
 
+mod cab_stream;
+mod container;
 mod directory;
+pub mod location;
 mod records;
+mod sdp;
 mod wsus_export;
+mod wsusscn2;
 
 use std::collections::HashSet;
 
 pub use directory::DirectorySource;
 pub use records::{MetadataRecord, RecordReader};
+pub use sdp::SdpCatalogSource;
 pub use wsus_export::WsusExportSource;
+pub use wsusscn2::Wsusscn2Source;
 
 use crate::error::Result;
 use crate::model::{Identity, Update};
@@ -38,6 +45,9 @@ pub enum Fetched {
     Update { update: Box<Update>, origin: String },
     /// The download URL of a file, joined to update files by digest.
     FileUrl { digest: String, url: String },
+    /// Something the admin should know that does not stop the sync (an unknown
+    /// classification, an update stored without one of its fragments); goes to the report.
+    Warning(String),
 }
 
 /// A catalog of update metadata. Implementations: [`WsusExportSource`], [`DirectorySource`];
@@ -45,6 +55,19 @@ pub enum Fetched {
 pub trait CatalogSource: Send {
     /// The name given in the site config; used in errors and reports.
     fn name(&self) -> &str;
+
+    /// Hands the source the cursor it returned at the end of its last successful sync
+    /// (`None` on the first sync). Called before anything else.
+    fn resume(&mut self, cursor: Option<&str>) {
+        let _ = cursor;
+    }
+
+    /// An opaque cursor the engine stores with this sync's data, in the same transaction,
+    /// and hands back through [`resume`](Self::resume) next time (an anchor, the revisions
+    /// a source derived). Called after the fetch.
+    fn cursor(&mut self) -> Option<String> {
+        None
+    }
 
     /// A string that changes whenever the catalog may have changed; `None` if the source
     /// cannot tell cheaply.
@@ -80,5 +103,29 @@ pub trait CatalogSource: Send {
     ) -> Result<Option<Listing>> {
         let _ = (want, sink);
         Ok(None)
+    }
+}
+
+/// The source a `[[source]]` entry of the site config describes.
+pub fn open_configured(s: &crate::config::SourceConfig) -> Box<dyn CatalogSource> {
+    use crate::config::SourceKind;
+    use location::Location;
+    let path = match &s.location {
+        Location::Path(p) => p.clone(),
+        Location::Url(u) => std::path::PathBuf::from(u),
+    };
+    match s.kind {
+        SourceKind::WsusExport => Box::new(WsusExportSource::new(&s.name, path)),
+        SourceKind::Directory => Box::new(DirectorySource::new(&s.name, path)),
+        SourceKind::SdpCatalog => Box::new(SdpCatalogSource::new(
+            &s.name,
+            s.location.clone(),
+            s.sha256.clone(),
+        )),
+        SourceKind::Wsusscn2 => Box::new(Wsusscn2Source::new(
+            &s.name,
+            s.location.clone(),
+            s.sha256.clone(),
+        )),
     }
 }

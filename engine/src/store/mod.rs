@@ -44,6 +44,8 @@ pub struct SourceState {
     pub fingerprint: Option<String>,
     pub selection_hash: Option<String>,
     pub language_hash: Option<String>,
+    /// What the source asked to keep between syncs (see `CatalogSource::cursor`).
+    pub cursor: Option<String>,
 }
 
 impl Store {
@@ -174,13 +176,14 @@ impl Store {
     pub fn source_state(&self, name: &str) -> Result<SourceState> {
         self.conn
             .query_row(
-                "SELECT fingerprint, selection_hash, language_hash FROM sources WHERE name = ?1",
+                "SELECT fingerprint, selection_hash, language_hash, cursor FROM sources WHERE name = ?1",
                 [name],
                 |r| {
                     Ok(SourceState {
                         fingerprint: r.get(0)?,
                         selection_hash: r.get(1)?,
                         language_hash: r.get(2)?,
+                        cursor: r.get(3)?,
                     })
                 },
             )

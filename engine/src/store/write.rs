@@ -364,11 +364,11 @@ impl<'c> SyncWriter<'c> {
         let e = |x: rusqlite::Error| super::store_err(&self.path, x);
         self.tx
             .execute(
-                "INSERT INTO sources (name, kind, fingerprint, selection_hash, language_hash, last_synced)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                "INSERT INTO sources (name, kind, fingerprint, selection_hash, language_hash, last_synced, cursor)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT(name) DO UPDATE SET kind = ?2, fingerprint = ?3, selection_hash = ?4, language_hash = ?5,
-                    last_synced = ?6",
-                params![self.source, kind, state.fingerprint, state.selection_hash, state.language_hash, now_rfc3339()],
+                    last_synced = ?6, cursor = ?7",
+                params![self.source, kind, state.fingerprint, state.selection_hash, state.language_hash, now_rfc3339(), state.cursor],
             )
             .map_err(e)?;
         if changed {

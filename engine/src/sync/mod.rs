@@ -71,17 +71,19 @@ pub(crate) fn sync_source(
         source: name.clone(),
     });
 
-    let fingerprint = source.fingerprint()?;
     let previous_state = store.source_state(&name)?;
+    source.resume(previous_state.cursor.as_deref());
+    let fingerprint = source.fingerprint()?;
     let selection_hash = cx.chain.config_hash();
     let language_hash = cx.languages.config_hash();
     let selection_changed =
         previous_state.selection_hash.as_deref() != Some(selection_hash.as_str());
     let languages_changed = previous_state.language_hash.as_deref() != Some(language_hash.as_str());
-    let new_state = SourceState {
+    let mut new_state = SourceState {
         fingerprint: fingerprint.clone(),
         selection_hash: Some(selection_hash),
         language_hash: Some(language_hash),
+        cursor: None,
     };
 
     if !cx.options.full
@@ -293,6 +295,7 @@ pub(crate) fn sync_source(
         }
     }
     let changed = report.new + report.revised + report.expired + report.removed > 0;
+    new_state.cursor = source.cursor();
     writer.commit(cx.kind, &new_state, changed)?;
     report.phases.applying_ms = clock.elapsed().as_millis() as u64;
     report.duration_ms = started.elapsed().as_millis() as u64;
@@ -349,6 +352,7 @@ pub(crate) fn fetch_into(
                         Item::Update(update, raw)
                     }
                     Fetched::FileUrl { digest, url } => Item::Url(digest, url),
+                    Fetched::Warning(w) => Item::Warning(w),
                 };
                 items.send(item).map_err(|_| Error::Cancelled)
             };
@@ -510,6 +514,13 @@ pub(crate) fn fetch_into(
                     }
                 }
                 Item::Url(digest, url) => writer.put_file_url(&digest, &url)?,
+                Item::Warning(message) => {
+                    emit(SyncEvent::Warning {
+                        source: Some(name.to_owned()),
+                        message: message.clone(),
+                    });
+                    report.warnings.push(message);
+                }
             }
             Ok(())
         };
@@ -574,6 +585,7 @@ impl Request<'_> {
 enum Item {
     Update(Box<crate::model::Update>, Vec<u8>),
     Url(String, String),
+    Warning(String),
 }
 
 /// Counts a kept entry as new, revised, expired or unchanged.

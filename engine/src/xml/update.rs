@@ -36,6 +36,8 @@ enum E {
     Update,
     UpdateIdentity,
     Properties,
+    /// Offline scan files split these properties out (`x/` fragments).
+    ExtendedProperties,
     KbArticleId,
     SecurityBulletinId,
     CveId,
@@ -67,6 +69,7 @@ fn classify(ns: &ResolveResult<'_>, local: &[u8]) -> E {
         b"Update" => E::Update,
         b"UpdateIdentity" => E::UpdateIdentity,
         b"Properties" => E::Properties,
+        b"ExtendedProperties" => E::ExtendedProperties,
         b"KBArticleID" => E::KbArticleId,
         b"SecurityBulletinID" => E::SecurityBulletinId,
         b"CveID" => E::CveId,
@@ -413,6 +416,20 @@ fn start_element(
                 attr(reader, e, b"IsBeta")?.is_some_and(|v| v.eq_ignore_ascii_case("true"));
             up.max_download_size = num_attr(reader, e, b"MaxDownloadSize")?;
         }
+        E::ExtendedProperties if parent == Some(E::Update) => {
+            if let Some(s) = attr(reader, e, b"MsrcSeverity")?.filter(|s| !s.is_empty()) {
+                up.msrc_severity = Some(s);
+            }
+            if let Some(v) = attr(reader, e, b"IsBeta")? {
+                up.is_beta = v.eq_ignore_ascii_case("true");
+            }
+            if let Some(n) = num_attr(reader, e, b"MaxDownloadSize")? {
+                up.max_download_size = Some(n);
+            }
+            if up.default_language.is_none() {
+                up.default_language = attr(reader, e, b"DefaultPropertiesLanguage")?;
+            }
+        }
         E::LocalizedProperties => {
             st.cur_loc = Some(Localized {
                 language: String::new(),
@@ -470,8 +487,24 @@ fn end_element(kind: E, st: &mut State, up: &mut Update) {
                 up.cves.push(t)
             }
         }
-        E::MoreInfoUrl if st.parent() == Some(E::Properties) => up.more_info_url = Some(text()),
-        E::SupportUrl if st.parent() == Some(E::Properties) => up.support_url = Some(text()),
+        E::MoreInfoUrl if matches!(st.parent(), Some(E::Properties | E::ExtendedProperties)) => {
+            up.more_info_url = Some(text())
+        }
+        E::SupportUrl if matches!(st.parent(), Some(E::Properties | E::ExtendedProperties)) => {
+            up.support_url = Some(text())
+        }
+        // Offline scan files carry the URLs per language only: the first one counts, unless
+        // the update's properties give one.
+        E::MoreInfoUrl | E::SupportUrl if st.parent() == Some(E::LocalizedProperties) => {
+            let slot = if kind == E::MoreInfoUrl {
+                &mut up.more_info_url
+            } else {
+                &mut up.support_url
+            };
+            if slot.is_none() {
+                *slot = Some(text());
+            }
+        }
         E::Language if st.parent() == Some(E::LocalizedProperties) => {
             st.cur_lang = Some(text().to_ascii_lowercase());
         }

@@ -1,0 +1,651 @@
+//! The offline scan file `wsusscn2.cab` (`kind = "wsusscn2"`), from a path or a URL.
+//!
+//! Layout: the outer CAB holds `index.xml`, `package.cab` (→ `package.xml`, one entry per
+//! revision with integer `RevisionId` cross-references) and `packageN.cab` files of
+//! per-revision fragments: `c/<id>` core, `x/<id>` extended properties, `l/<lang>/<id>`
+//! localized properties. A revision's fragments live in the cab with the largest
+//! `RANGESTART` not above its RevisionId.
+//!
+//! Streaming: the outer CAB and each fragment cab are read front to back once
+//! ([`super::cab_stream`]); one fragment cab at a time is copied to a temporary file (CAB
+//! reading needs to seek) and deleted after use; only the wanted revisions' fragments of
+//! that one cab are held, the large core fragments compressed.
+//!
+//! Each revision becomes one update XML document: `<Update>` in the update namespace
+//! holding the core fragment, a `LocalizedPropertiesCollection` of the localized fragments,
+//! the extended fragment, and the package.xml entry verbatim in an `OfflineSyncPackageEntry`
+//! element, so the stored raw metadata has everything the file said about the revision.
+//! A revision without a core fragment whose package.xml entry names its categories is
+//! stored from package.xml and its other fragments, with a warning; without either it is
+//! an error.
+
+mod package;
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use package::{Entry, PackageXml, read_package_xml};
+
+use super::cab_stream::for_each_file;
+use super::location::{LocalCatalog, Location, materialize};
+use super::{CatalogSource, Fetched, Listing};
+use crate::error::{Error, Result};
+use crate::model::{Identity, RelationKind, Update, UpdateId, UpdateRef};
+use crate::xml::{UPDATE_NS, parse_update};
+
+const OFFLINE_NS: &str = "http://schemas.microsoft.com/msus/2004/02/OfflineSync";
+/// Prefixes core fragments use without declaring them (their declarations lived on the
+/// document they were cut from).
+const FRAGMENT_PREFIXES: &str = concat!(
+    " xmlns:bar=\"http://schemas.microsoft.com/msus/2002/12/BaseApplicabilityRules\"",
+    " xmlns:lar=\"http://schemas.microsoft.com/msus/2002/12/LogicalApplicabilityRules\"",
+    " xmlns:cat=\"http://schemas.microsoft.com/msus/2002/12/UpdateHandlers/Category\"",
+    " xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\""
+);
+/// Marks the early end of a listing pass (package.xml is all a listing needs).
+const STOP: &str = "patchsync: listing complete";
+
+/// An offline scan file.
+pub struct Wsusscn2Source {
+    name: String,
+    location: Location,
+    sha256: Option<String>,
+    local: Option<LocalCatalog>,
+}
+
+impl Wsusscn2Source {
+    pub fn new(name: impl Into<String>, location: Location, sha256: Option<String>) -> Self {
+        Wsusscn2Source {
+            name: name.into(),
+            location,
+            sha256,
+            local: None,
+        }
+    }
+
+    fn local(&mut self) -> Result<PathBuf> {
+        if self.local.is_none() {
+            self.local = Some(materialize(
+                &self.name,
+                &self.location,
+                self.sha256.as_deref(),
+            )?);
+        }
+        Ok(self.local.as_ref().expect("set above").path.clone())
+    }
+}
+
+/// The fragments of one revision.
+#[derive(Default)]
+struct Fragments {
+    /// zstd-compressed core fragment.
+    core: Option<Vec<u8>>,
+    localized: Vec<String>,
+    extended: Option<String>,
+}
+
+/// What one pass over the outer CAB builds up.
+struct Walk<'a, 's> {
+    source: String,
+    shown: String,
+    wanted: Option<&'a HashSet<Identity>>,
+    sink: Option<&'a mut (dyn FnMut(Fetched) -> Result<()> + 's)>,
+    spool: tempfile::TempDir,
+    /// `index.xml`: (RANGESTART, cab name lowercased), sorted.
+    ranges: Option<Vec<(u32, String)>>,
+    package: Option<PackageXml>,
+    by_rid: HashMap<u32, usize>,
+    /// superseder RevisionId → the RevisionIds it supersedes; bundle → its leaves.
+    supersedes: HashMap<u32, Vec<u32>>,
+    bundles: HashMap<u32, Vec<u32>>,
+    urls: HashMap<String, String>,
+    /// cab name (lowercased) → wanted RevisionIds in it.
+    plan: Option<HashMap<String, Vec<u32>>>,
+    /// Fragment cabs copied before the plan existed.
+    pending: Vec<(String, PathBuf)>,
+    seen_cabs: HashSet<String>,
+    failure: Option<Error>,
+}
+
+impl Walk<'_, '_> {
+    fn err(&self, item: impl Into<String>, message: impl Into<String>) -> Error {
+        Error::source(&self.source, item, message)
+    }
+
+    fn listing_only(&self) -> bool {
+        self.sink.is_none()
+    }
+
+    fn read_index(&mut self, r: &mut dyn Read) -> Result<()> {
+        let mut text = String::new();
+        r.read_to_string(&mut text)
+            .map_err(|e| self.err(format!("{}: index.xml", self.shown), e.to_string()))?;
+        let mut reader = quick_xml::Reader::from_str(&text);
+        let mut ranges = Vec::new();
+        loop {
+            match reader.read_event() {
+                Ok(quick_xml::events::Event::Start(e) | quick_xml::events::Event::Empty(e))
+                    if e.local_name().as_ref() == b"CAB" =>
+                {
+                    let mut name = None;
+                    let mut start = None;
+                    for a in e.attributes().flatten() {
+                        let v = String::from_utf8_lossy(&a.value).into_owned();
+                        match a.key.local_name().as_ref() {
+                            b"NAME" => name = Some(v.to_ascii_lowercase()),
+                            b"RANGESTART" => start = v.trim().parse::<u32>().ok(),
+                            _ => {}
+                        }
+                    }
+                    if let (Some(n), Some(s)) = (name, start) {
+                        ranges.push((s, n));
+                    }
+                }
+                Ok(quick_xml::events::Event::Eof) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(self.err(
+                        format!("{}: index.xml", self.shown),
+                        format!("malformed: {e}"),
+                    ));
+                }
+            }
+        }
+        if ranges.is_empty() {
+            return Err(self.err(
+                format!("{}: index.xml", self.shown),
+                "lists no fragment cab with a RANGESTART",
+            ));
+        }
+        ranges.sort();
+        self.ranges = Some(ranges);
+        Ok(())
+    }
+
+    fn spool(&self, name: &str, r: &mut dyn Read) -> Result<PathBuf> {
+        let path = self.spool.path().join(name.replace(['/', '\\'], "_"));
+        let mut f = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
+        std::io::copy(r, &mut f).map_err(|e| {
+            self.err(
+                format!("{}: {name}", self.shown),
+                format!("cannot read it from the offline scan file: {e}"),
+            )
+        })?;
+        Ok(path)
+    }
+
+    fn read_package(&mut self, cab: &Path) -> Result<()> {
+        let item = format!("{}: package.cab", self.shown);
+        let wanted = self.wanted;
+        let keep = |i: Identity| wanted.is_some_and(|w| w.contains(&i));
+        let mut found: Option<std::result::Result<PackageXml, String>> = None;
+        for_each_file(cab, |e, r| {
+            if e.name.eq_ignore_ascii_case("package.xml") {
+                found = Some(read_package_xml(BufReader::new(r), &keep));
+            }
+            Ok(())
+        })
+        .map_err(|e| self.err(&item, format!("{e}; download the offline scan file again")))?;
+        let package = match found {
+            None => return Err(self.err(&item, "holds no package.xml")),
+            Some(Err(m)) => return Err(self.err(format!("{item}: package.xml"), m)),
+            Some(Ok(p)) => p,
+        };
+        for (i, e) in package.entries.iter().enumerate() {
+            self.by_rid.insert(e.revision_id, i);
+            for s in &e.superseded_by {
+                self.supersedes.entry(*s).or_default().push(e.revision_id);
+            }
+            for b in &e.bundled_by {
+                self.bundles.entry(*b).or_default().push(e.revision_id);
+            }
+        }
+        if !self.listing_only() {
+            self.urls = package.file_locations.iter().cloned().collect();
+        }
+        self.package = Some(package);
+        Ok(())
+    }
+
+    fn cab_of(&self, rid: u32) -> Option<&str> {
+        let ranges = self.ranges.as_ref()?;
+        let i = ranges.partition_point(|(s, _)| *s <= rid);
+        i.checked_sub(1).map(|i| ranges[i].1.as_str())
+    }
+
+    /// Once index and package are both read: which cab to open for which revisions.
+    fn make_plan(&mut self) -> Result<()> {
+        if self.plan.is_some() || self.ranges.is_none() || self.package.is_none() {
+            return Ok(());
+        }
+        let mut plan: HashMap<String, Vec<u32>> = HashMap::new();
+        if let (Some(w), Some(p)) = (self.wanted, self.package.as_ref()) {
+            for e in &p.entries {
+                if w.contains(&e.identity) {
+                    let cab = self.cab_of(e.revision_id).ok_or_else(|| {
+                        self.err(
+                            format!("{}: index.xml", self.shown),
+                            format!(
+                                "no cab's RANGESTART covers RevisionId {} (update {})",
+                                e.revision_id, e.identity.id
+                            ),
+                        )
+                    })?;
+                    plan.entry(cab.to_owned()).or_default().push(e.revision_id);
+                }
+            }
+        }
+        self.plan = Some(plan);
+        for (name, path) in std::mem::take(&mut self.pending) {
+            self.fragment_cab(&name, &path)?;
+            let _ = std::fs::remove_file(&path);
+        }
+        Ok(())
+    }
+
+    /// Reads the wanted revisions' fragments of one cab and hands out their updates.
+    fn fragment_cab(&mut self, name: &str, cab: &Path) -> Result<()> {
+        let Some(rids) = self.plan.as_ref().and_then(|p| p.get(name)).cloned() else {
+            return Ok(());
+        };
+        let wanted: HashSet<u32> = rids.iter().copied().collect();
+        let mut frags: HashMap<u32, Fragments> = HashMap::with_capacity(rids.len());
+        let item = format!("{}: {name}", self.shown);
+        let mut bad: Option<String> = None;
+        for_each_file(cab, |e, r| {
+            let mut parts = e.name.split('/');
+            let kind = parts.next().unwrap_or_default().to_ascii_lowercase();
+            let Some(rid) = e
+                .name
+                .rsplit('/')
+                .next()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
+                return Ok(());
+            };
+            if !wanted.contains(&rid) || !matches!(kind.as_str(), "c" | "l" | "x") {
+                return Ok(());
+            }
+            let mut bytes = Vec::with_capacity(e.size as usize);
+            r.read_to_end(&mut bytes)?;
+            let text = match fragment_text(&bytes) {
+                Ok(t) => t,
+                Err(m) => {
+                    bad.get_or_insert(format!("{}: {m}", e.name));
+                    return Ok(());
+                }
+            };
+            let f = frags.entry(rid).or_default();
+            match kind.as_str() {
+                "c" => f.core = Some(zstd::bulk::compress(text.as_bytes(), 1)?),
+                "l" => f.localized.push(text),
+                _ => f.extended = Some(text),
+            }
+            Ok(())
+        })
+        .map_err(|e| self.err(&item, format!("{e}; download the offline scan file again")))?;
+        if let Some(m) = bad {
+            return Err(self.err(&item, m));
+        }
+        let mut rids = rids;
+        rids.sort_unstable();
+        for rid in rids {
+            let f = frags.remove(&rid).unwrap_or_default();
+            let update = self.assemble(name, rid, f)?;
+            self.deliver(update)?;
+        }
+        Ok(())
+    }
+
+    fn entry(&self, rid: u32) -> &Entry {
+        let p = self
+            .package
+            .as_ref()
+            .expect("package read before fragments");
+        &p.entries[self.by_rid[&rid]]
+    }
+
+    fn assemble(&mut self, cab: &str, rid: u32, f: Fragments) -> Result<Update> {
+        let entry = self.entry(rid).clone();
+        let id = entry.identity;
+        let item = format!(
+            "{}: {cab}: update {} revision {} (RevisionId {rid})",
+            self.shown, id.id, id.revision
+        );
+        let core = match &f.core {
+            Some(z) => Some(
+                zstd::bulk::decompress(z, 64 << 20)
+                    .map_err(|e| self.err(&item, e.to_string()))
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())?,
+            ),
+            None => None,
+        };
+        if core.is_none() {
+            if entry.categories.is_empty() {
+                return Err(self.err(
+                    &item,
+                    format!(
+                        "its core fragment c/{rid} is missing from {cab} and package.xml names no \
+                         categories for it: the offline scan file is damaged; download it again"
+                    ),
+                ));
+            }
+            self.warn(format!(
+                "update {} revision {}: no core fragment c/{rid} in {cab}; stored from package.xml \
+                 and its other fragments",
+                id.id, id.revision
+            ))?;
+        }
+        let mut doc = String::with_capacity(4096);
+        doc.push_str("<Update xmlns=\"");
+        doc.push_str(std::str::from_utf8(UPDATE_NS).expect("ASCII"));
+        doc.push('"');
+        doc.push_str(FRAGMENT_PREFIXES);
+        doc.push('>');
+        match &core {
+            Some(c) => doc.push_str(c),
+            None => doc.push_str(&format!(
+                "<UpdateIdentity UpdateID=\"{}\" RevisionNumber=\"{}\" /><Properties UpdateType=\"Software\" />",
+                id.id, id.revision
+            )),
+        }
+        doc.push_str("<LocalizedPropertiesCollection>");
+        for l in &f.localized {
+            doc.push_str(l);
+        }
+        doc.push_str("</LocalizedPropertiesCollection>");
+        if let Some(x) = &f.extended {
+            doc.push_str(x);
+        }
+        if let Some(raw) = &entry.raw {
+            doc.push_str("<OfflineSyncPackageEntry xmlns=\"");
+            doc.push_str(OFFLINE_NS);
+            doc.push_str("\">");
+            doc.push_str(raw);
+            doc.push_str("</OfflineSyncPackageEntry>");
+        }
+        doc.push_str("</Update>");
+        let mut u = parse_update(&doc).map_err(|e| self.err(&item, e.to_string()))?;
+        if u.identity != id {
+            return Err(self.err(
+                &item,
+                format!(
+                    "its core fragment says update {} revision {}, package.xml says {} revision {}: \
+                     the offline scan file is inconsistent",
+                    u.identity.id, u.identity.revision, id.id, id.revision
+                ),
+            ));
+        }
+        self.merge(&entry, &mut u);
+        Ok(u)
+    }
+
+    /// Adds what package.xml knows that the fragments may not say.
+    fn merge(&self, e: &Entry, u: &mut Update) {
+        if u.creation_date.is_none() {
+            u.creation_date = e.creation_date.clone();
+        }
+        if u.default_language.is_none() {
+            u.default_language = e.default_language.clone();
+        }
+        for (_, c) in &e.categories {
+            if !u.categories.contains(c) {
+                u.categories.push(*c);
+            }
+        }
+        let has = |u: &Update, kind: RelationKind, id: UpdateId| {
+            u.relations.iter().any(|(k, r)| *k == kind && r.id == id)
+        };
+        for p in &e.prerequisites {
+            if !u.categories.contains(p) && !has(u, RelationKind::Prerequisite, *p) {
+                u.relations.push((
+                    RelationKind::Prerequisite,
+                    UpdateRef {
+                        id: *p,
+                        revision: None,
+                    },
+                ));
+            }
+        }
+        for p in &e.prerequisites_any {
+            if !u.categories.contains(p) && !has(u, RelationKind::PrerequisiteAnyOf, *p) {
+                u.relations.push((
+                    RelationKind::PrerequisiteAnyOf,
+                    UpdateRef {
+                        id: *p,
+                        revision: None,
+                    },
+                ));
+            }
+        }
+        let resolve = |rid: &u32| {
+            self.by_rid
+                .get(rid)
+                .map(|i| self.package.as_ref().expect("read").entries[*i].identity)
+        };
+        for old in self.supersedes.get(&e.revision_id).into_iter().flatten() {
+            if let Some(o) = resolve(old)
+                && !has(u, RelationKind::Superseded, o.id)
+            {
+                u.relations.push((
+                    RelationKind::Superseded,
+                    UpdateRef {
+                        id: o.id,
+                        revision: None,
+                    },
+                ));
+            }
+        }
+        for leaf in self.bundles.get(&e.revision_id).into_iter().flatten() {
+            if let Some(l) = resolve(leaf)
+                && !has(u, RelationKind::Bundled, l.id)
+            {
+                u.relations.push((
+                    RelationKind::Bundled,
+                    UpdateRef {
+                        id: l.id,
+                        revision: Some(l.revision),
+                    },
+                ));
+            }
+        }
+    }
+
+    fn warn(&mut self, message: String) -> Result<()> {
+        match self.sink.as_mut() {
+            Some(s) => s(Fetched::Warning(message)),
+            None => Ok(()),
+        }
+    }
+
+    fn deliver(&mut self, u: Update) -> Result<()> {
+        let urls: Vec<(String, String)> = u
+            .files
+            .iter()
+            .filter_map(|f| {
+                let d = f.digest.as_ref()?;
+                Some((d.clone(), self.urls.get(d)?.clone()))
+            })
+            .collect();
+        let origin = format!("update {} revision {}", u.identity.id, u.identity.revision);
+        let Some(sink) = self.sink.as_mut() else {
+            return Ok(());
+        };
+        sink(Fetched::Update {
+            update: Box::new(u),
+            origin,
+        })?;
+        for (digest, url) in urls {
+            sink(Fetched::FileUrl { digest, url })?;
+        }
+        Ok(())
+    }
+
+    /// One file of the outer CAB.
+    fn visit(&mut self, name: &str, r: &mut dyn Read) -> Result<bool> {
+        let lower = name.to_ascii_lowercase();
+        if lower == "index.xml" {
+            self.read_index(r)?;
+        } else if lower == "package.cab" {
+            let p = self.spool(&lower, r)?;
+            self.read_package(&p)?;
+            let _ = std::fs::remove_file(&p);
+            if self.listing_only() {
+                return Ok(false);
+            }
+        } else if lower.ends_with(".cab") {
+            if self.listing_only() {
+                return Ok(true);
+            }
+            self.seen_cabs.insert(lower.clone());
+            match &self.plan {
+                Some(plan) if !plan.contains_key(&lower) => {}
+                Some(_) => {
+                    let p = self.spool(&lower, r)?;
+                    self.fragment_cab(&lower, &p)?;
+                    let _ = std::fs::remove_file(&p);
+                }
+                None => {
+                    let p = self.spool(&lower, r)?;
+                    self.pending.push((lower, p));
+                }
+            }
+            return Ok(true);
+        }
+        self.make_plan()?;
+        Ok(true)
+    }
+}
+
+/// A fragment's text: UTF-8 (with or without BOM) or UTF-16 with BOM.
+fn fragment_text(b: &[u8]) -> std::result::Result<String, String> {
+    if let Some(rest) = b.strip_prefix(&[0xEF, 0xBB, 0xBF]) {
+        return String::from_utf8(rest.to_vec()).map_err(|e| format!("not UTF-8: {e}"));
+    }
+    if let Some(rest) = b.strip_prefix(&[0xFF, 0xFE]) {
+        let units: Vec<u16> = rest
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
+        return String::from_utf16(&units).map_err(|e| format!("not UTF-16: {e}"));
+    }
+    String::from_utf8(b.to_vec()).map_err(|e| format!("not UTF-8: {e}"))
+}
+
+impl Wsusscn2Source {
+    fn walk<'a, 's>(
+        &mut self,
+        wanted: Option<&'a HashSet<Identity>>,
+        sink: Option<&'a mut (dyn FnMut(Fetched) -> Result<()> + 's)>,
+    ) -> Result<Listing> {
+        let path = self.local()?;
+        let shown = self.location.display();
+        let spool = tempfile::Builder::new()
+            .prefix("patchsync-wsusscn2-")
+            .tempdir()
+            .map_err(|e| {
+                Error::source(
+                    &self.name,
+                    &shown,
+                    format!("cannot make a temporary folder: {e}"),
+                )
+            })?;
+        let mut walk = Walk {
+            source: self.name.clone(),
+            shown: shown.clone(),
+            wanted,
+            sink,
+            spool,
+            ranges: None,
+            package: None,
+            by_rid: HashMap::new(),
+            supersedes: HashMap::new(),
+            bundles: HashMap::new(),
+            urls: HashMap::new(),
+            plan: None,
+            pending: Vec::new(),
+            seen_cabs: HashSet::new(),
+            failure: None,
+        };
+        let outer = for_each_file(&path, |e, r| match walk.visit(&e.name, r) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(std::io::Error::other(STOP)),
+            Err(err) => {
+                walk.failure = Some(err);
+                Err(std::io::Error::other("failed"))
+            }
+        });
+        if let Some(e) = walk.failure.take() {
+            return Err(e);
+        }
+        if let Err(e) = outer
+            && e.to_string() != STOP
+        {
+            return Err(walk.err(
+                &shown,
+                format!("{e}; the offline scan file is damaged or truncated: download it again"),
+            ));
+        }
+        if walk.ranges.is_none() {
+            return Err(walk.err(
+                &shown,
+                "no index.xml: this is not an offline scan file (wsusscn2.cab)",
+            ));
+        }
+        if walk.package.is_none() {
+            return Err(walk.err(
+                &shown,
+                "no package.cab: this is not an offline scan file (wsusscn2.cab)",
+            ));
+        }
+        walk.make_plan()?;
+        if !walk.listing_only() {
+            let plan = walk.plan.clone().unwrap_or_default();
+            for (cab, rids) in plan {
+                if !walk.seen_cabs.contains(&cab) {
+                    let e = walk.entry(rids[0]).identity;
+                    return Err(walk.err(
+                        format!("{shown}: index.xml"),
+                        format!(
+                            "places RevisionId {} (update {} revision {}) and {} other(s) in {cab}, \
+                             which the offline scan file does not contain: it is incomplete; download it again",
+                            rids[0],
+                            e.id,
+                            e.revision,
+                            rids.len() - 1
+                        ),
+                    ));
+                }
+            }
+        }
+        let package = walk.package.take().expect("checked");
+        Ok(Listing {
+            entries: package.entries.iter().map(|e| e.identity).collect(),
+            complete: true,
+        })
+    }
+}
+
+impl CatalogSource for Wsusscn2Source {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn fingerprint(&mut self) -> Result<Option<String>> {
+        self.local()?;
+        Ok(self.local.as_ref().map(|l| l.fingerprint.clone()))
+    }
+
+    fn list(&mut self) -> Result<Listing> {
+        self.walk(None, None)
+    }
+
+    fn fetch(
+        &mut self,
+        wanted: &HashSet<Identity>,
+        sink: &mut dyn FnMut(Fetched) -> Result<()>,
+    ) -> Result<()> {
+        self.walk(Some(wanted), Some(sink)).map(|_| ())
+    }
+}

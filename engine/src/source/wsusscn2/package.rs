@@ -1,0 +1,250 @@
+//! Streams `package.xml` (`OfflineSyncPackage`): one compact entry per revision, with the
+//! integer `RevisionId` cross-references kept for the source to resolve, and the entry's own
+//! XML kept verbatim for the revisions the caller asks for.
+
+use std::io::BufRead;
+
+use quick_xml::Reader;
+use quick_xml::Writer;
+use quick_xml::events::{BytesStart, Event};
+
+use crate::model::{CategoryKind, Identity, UpdateId};
+
+/// One `Updates/Update` of package.xml.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub identity: Identity,
+    pub revision_id: u32,
+    pub creation_date: Option<String>,
+    pub default_language: Option<String>,
+    /// `Categories/Category`: kind (when the catalog names a known one) and id.
+    pub categories: Vec<(Option<CategoryKind>, UpdateId)>,
+    /// `Prerequisites/UpdateId` (all required) and `Prerequisites/Or/UpdateId` groups.
+    pub prerequisites: Vec<UpdateId>,
+    pub prerequisites_any: Vec<UpdateId>,
+    /// RevisionIds of the bundles that carry this revision.
+    pub bundled_by: Vec<u32>,
+    /// RevisionIds of the revisions that supersede this one.
+    pub superseded_by: Vec<u32>,
+    /// The entry's XML, when asked for.
+    pub raw: Option<String>,
+}
+
+/// Everything package.xml says.
+#[derive(Debug, Default)]
+pub(crate) struct PackageXml {
+    pub entries: Vec<Entry>,
+    /// `FileLocations/FileLocation`: file id (its digest) → URL.
+    pub file_locations: Vec<(String, String)>,
+}
+
+fn attr(e: &BytesStart<'_>, name: &[u8]) -> Result<Option<String>, String> {
+    for a in e.attributes() {
+        let a = a.map_err(|x| format!("bad attribute: {x}"))?;
+        if a.key.local_name().as_ref() == name {
+            let v = a
+                .unescape_value()
+                .map_err(|x| format!("bad attribute value: {x}"))?;
+            return Ok(Some(v.trim().to_owned()));
+        }
+    }
+    Ok(None)
+}
+
+fn need(e: &BytesStart<'_>, name: &[u8], what: &str) -> Result<String, String> {
+    attr(e, name)?.ok_or_else(|| format!("<{what}> without {}", String::from_utf8_lossy(name)))
+}
+
+fn guid(v: &str, what: &str) -> Result<UpdateId, String> {
+    UpdateId::parse(v).map_err(|e| format!("{what}: {e}"))
+}
+
+fn number(v: &str, what: &str) -> Result<u32, String> {
+    v.trim()
+        .parse()
+        .map_err(|_| format!("{what} '{v}' is not a number"))
+}
+
+/// Reads package.xml. `keep_raw` says, by identity, whose XML to keep. Errors are plain
+/// messages naming the update; the caller adds the source and file.
+pub(crate) fn read_package_xml(
+    input: impl BufRead,
+    keep_raw: &dyn Fn(Identity) -> bool,
+) -> Result<PackageXml, String> {
+    let mut reader = Reader::from_reader(input);
+    reader.config_mut().check_end_names = true;
+    let mut buf = Vec::with_capacity(4096);
+    let mut out = PackageXml::default();
+    let mut path: Vec<Vec<u8>> = Vec::with_capacity(8);
+    let mut cur: Option<Entry> = None;
+    let mut raw: Option<Writer<Vec<u8>>> = None;
+    let mut saw_root = false;
+    loop {
+        buf.clear();
+        let pos = reader.buffer_position();
+        let ev = reader.read_event_into(&mut buf).map_err(|e| {
+            let t = e.to_string();
+            if t.contains("end of input") {
+                format!("package.xml ends inside an element (byte {pos}): it is truncated")
+            } else {
+                format!("package.xml is malformed at byte {pos}: {t}")
+            }
+        })?;
+        if let Some(w) = raw.as_mut()
+            && !matches!(ev, Event::Eof)
+        {
+            w.write_event(ev.borrow())
+                .map_err(|e| format!("cannot keep an entry's XML: {e}"))?;
+        }
+        match &ev {
+            Event::Start(e) | Event::Empty(e) => {
+                let empty = matches!(ev, Event::Empty(_));
+                let local = e.local_name().as_ref().to_vec();
+                if path.is_empty() {
+                    if local != b"OfflineSyncPackage" {
+                        return Err(format!(
+                            "package.xml's root is <{}>, not OfflineSyncPackage: this is not an offline scan file",
+                            String::from_utf8_lossy(&local)
+                        ));
+                    }
+                    saw_root = true;
+                }
+                let parent = path.last().map(Vec::as_slice);
+                match (local.as_slice(), parent) {
+                    (b"Update", Some(b"Updates")) => {
+                        let id = guid(&need(e, b"UpdateId", "Update")?, "UpdateId")?;
+                        let rev = number(&need(e, b"RevisionNumber", "Update")?, "RevisionNumber")?;
+                        let rid = number(&need(e, b"RevisionId", "Update")?, "RevisionId")?;
+                        let identity = Identity { id, revision: rev };
+                        if keep_raw(identity) && !empty {
+                            let mut w = Writer::new(Vec::with_capacity(1024));
+                            w.write_event(ev.borrow())
+                                .map_err(|e| format!("cannot keep an entry's XML: {e}"))?;
+                            raw = Some(w);
+                        }
+                        let entry = Entry {
+                            identity,
+                            revision_id: rid,
+                            creation_date: attr(e, b"CreationDate")?,
+                            default_language: attr(e, b"DefaultLanguage")?,
+                            categories: vec![],
+                            prerequisites: vec![],
+                            prerequisites_any: vec![],
+                            bundled_by: vec![],
+                            superseded_by: vec![],
+                            raw: None,
+                        };
+                        if empty {
+                            out.entries.push(entry);
+                        } else {
+                            cur = Some(entry);
+                        }
+                    }
+                    (b"UpdateId", Some(b"Prerequisites")) | (b"UpdateId", Some(b"Or")) => {
+                        if let Some(c) = cur.as_mut() {
+                            let id = guid(&need(e, b"Id", "UpdateId")?, "prerequisite")
+                                .map_err(|m| format!("update {}: {m}", c.identity.id))?;
+                            if parent == Some(b"Or") {
+                                c.prerequisites_any.push(id);
+                            } else {
+                                c.prerequisites.push(id);
+                            }
+                        }
+                    }
+                    (b"Category", Some(b"Categories")) => {
+                        if let Some(c) = cur.as_mut() {
+                            let id = guid(&need(e, b"Id", "Category")?, "category")
+                                .map_err(|m| format!("update {}: {m}", c.identity.id))?;
+                            let kind = attr(e, b"Type")?.and_then(|t| CategoryKind::parse(&t));
+                            c.categories.push((kind, id));
+                        }
+                    }
+                    (b"Revision", Some(b"BundledBy")) | (b"Revision", Some(b"SupersededBy")) => {
+                        if let Some(c) = cur.as_mut() {
+                            let r = number(&need(e, b"Id", "Revision")?, "Revision Id")
+                                .map_err(|m| format!("update {}: {m}", c.identity.id))?;
+                            if parent == Some(b"BundledBy") {
+                                c.bundled_by.push(r);
+                            } else {
+                                c.superseded_by.push(r);
+                            }
+                        }
+                    }
+                    (b"FileLocation", _) => {
+                        let id = need(e, b"Id", "FileLocation")?;
+                        let url = need(e, b"Url", "FileLocation")?;
+                        out.file_locations.push((id, url));
+                    }
+                    _ => {}
+                }
+                if !empty {
+                    path.push(local);
+                }
+            }
+            Event::End(e) => {
+                path.pop();
+                if e.local_name().as_ref() == b"Update"
+                    && path.last().map(Vec::as_slice) == Some(b"Updates")
+                    && let Some(mut entry) = cur.take()
+                {
+                    entry.raw = raw
+                        .take()
+                        .map(|w| String::from_utf8_lossy(&w.into_inner()).into_owned());
+                    out.entries.push(entry);
+                }
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    if !saw_root {
+        return Err("package.xml is empty".into());
+    }
+    if !path.is_empty() {
+        return Err("package.xml ends before </OfflineSyncPackage>: it is truncated".into());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOC: &str = r#"<?xml version="1.0" encoding="utf-8"?>
+<OfflineSyncPackage xmlns="http://schemas.microsoft.com/msus/2004/02/OfflineSync"><Updates>
+<Update CreationDate="2017-06-27T00:03:52Z" DefaultLanguage="en" UpdateId="0a51549b-4e86-4a26-97d4-9e3567f24ea1" RevisionNumber="201" RevisionId="123456" IsLeaf="true" IsBundle="true"><SupersededBy><Revision Id="234567" /></SupersededBy></Update>
+<Update UpdateId="913aa7a4-75d8-4abc-9d66-8ddc163be471" RevisionNumber="200" RevisionId="456789"><Prerequisites><UpdateId Id="0fa1201d-4330-4fa8-8ae9-b877473b6441" /><Or><UpdateId Id="12c24e87-bd40-451b-9477-2c2bf501e0d7" /></Or></Prerequisites><Categories><Category Type="Product" Id="12c24e87-bd40-451b-9477-2c2bf501e0d7" /></Categories><BundledBy><Revision Id="7" /></BundledBy></Update>
+</Updates><FileLocations><FileLocation Id="abc=" Url="http://x/y.cab" IsIncluded="false" /></FileLocations></OfflineSyncPackage>"#;
+
+    #[test]
+    fn entries_keep_their_cross_references_and_xml() {
+        let p = read_package_xml(DOC.as_bytes(), &|i| i.revision == 201).unwrap();
+        assert_eq!(p.entries.len(), 2);
+        let a = &p.entries[0];
+        assert_eq!(a.revision_id, 123456);
+        assert_eq!(a.superseded_by, vec![234567]);
+        assert!(
+            a.raw
+                .as_deref()
+                .unwrap()
+                .starts_with("<Update CreationDate=")
+        );
+        assert!(a.raw.as_deref().unwrap().ends_with("</Update>"));
+        let b = &p.entries[1];
+        assert!(b.raw.is_none());
+        assert_eq!(b.prerequisites.len(), 1);
+        assert_eq!(b.prerequisites_any.len(), 1);
+        assert_eq!(b.categories[0].0, Some(CategoryKind::Product));
+        assert_eq!(b.bundled_by, vec![7]);
+        assert_eq!(
+            p.file_locations,
+            vec![("abc=".into(), "http://x/y.cab".into())]
+        );
+    }
+
+    #[test]
+    fn a_cut_package_xml_is_an_error() {
+        let e = read_package_xml(&DOC.as_bytes()[..DOC.len() / 2], &|_| false).unwrap_err();
+        assert!(e.contains("truncated"), "{e}");
+    }
+}

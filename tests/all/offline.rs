@@ -1,0 +1,201 @@
+//! The offline scan file (`wsusscn2.cab`): the real sample field by field, and broken copies.
+
+use std::io::Read;
+use std::path::Path;
+
+use crate::common::{Site, shared_data, write_cab};
+
+fn members(cab: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut c = cab::Cabinet::new(std::fs::File::open(cab).unwrap()).unwrap();
+    let names: Vec<String> = c
+        .folder_entries()
+        .flat_map(|f| f.file_entries())
+        .map(|e| e.name().to_owned())
+        .collect();
+    names
+        .into_iter()
+        .map(|n| {
+            let mut b = Vec::new();
+            c.read_file(&n).unwrap().read_to_end(&mut b).unwrap();
+            (n, b)
+        })
+        .collect()
+}
+
+fn write(path: &Path, m: &[(String, Vec<u8>)]) {
+    let refs: Vec<(&str, &[u8])> = m.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
+    write_cab(path, &refs);
+}
+
+fn site_for(cab: &Path) -> Site {
+    let site = Site::new();
+    site.write_config(&[("scan", "wsusscn2", cab)], &["*"], &["*"], &["*"]);
+    site
+}
+
+#[test]
+fn the_real_offline_scan_file_reads_field_by_field() {
+    let Some(cab) = shared_data("wsusscn2/wsusscn2.cab") else {
+        return;
+    };
+    let site = site_for(&cab);
+    let r = site.sync();
+    assert_eq!(r.new, 4, "{r:?}");
+    assert_eq!(r.updates, 4);
+    let warnings = r.sources[0].warnings.join("\n");
+    assert!(
+        warnings.contains("913aa7a4-75d8-4abc-9d66-8ddc163be471") && warnings.contains("c/456789"),
+        "the revision without a core fragment is reported: {warnings}"
+    );
+
+    // RevisionId 123456 is update 0a51549b rev 201, superseded by RevisionId 234567.
+    let s = site.cli_json(&["show", "0a51549b-4e86-4a26-97d4-9e3567f24ea1", "--json"]);
+    assert_eq!(s["revision"], 201, "{s}");
+    assert_eq!(
+        s["title"],
+        "Security Update for Windows Server 2012 R2 (KB3019978)"
+    );
+    assert_eq!(s["severity"], "Important");
+    assert_eq!(s["creation_date"], "2017-06-27T00:03:52Z");
+    assert_eq!(
+        s["kb_articles"],
+        serde_json::json!(["654321"]),
+        "from x/123456"
+    );
+    assert_eq!(s["security_bulletins"], serde_json::json!(["MS00-000"]));
+    assert_eq!(
+        site.sql::<String>(
+            "SELECT more_info_url FROM updates WHERE id = '0a51549b-4e86-4a26-97d4-9e3567f24ea1'"
+        ),
+        "http://support.microsoft.com/kb/3019978"
+    );
+    assert_eq!(
+        site.sql::<String>(
+            "SELECT group_concat(category_id, ' ') FROM (SELECT category_id FROM update_categories uc
+             JOIN updates u ON u.uid = uc.uid
+             WHERE u.id = '0a51549b-4e86-4a26-97d4-9e3567f24ea1' ORDER BY 1)"
+        ),
+        "0fa1201d-4330-4fa8-8ae9-b877473b6441 d31bd4c3-d872-41c9-a2e7-231f372588cb",
+        "categories from the core fragment"
+    );
+    let text = s.to_string();
+    assert!(
+        text.contains("daad7390-d95c-4fd5-99a0-790dc6a2dc2a"),
+        "bundled leaf: {text}"
+    );
+    let superseder: String = site.sql(
+        "SELECT u.id FROM relations r JOIN updates u ON u.uid = r.uid
+         WHERE r.kind = 'superseded' AND r.other_id = '0a51549b-4e86-4a26-97d4-9e3567f24ea1'",
+    );
+    assert_eq!(
+        superseder, "05a7711a-079e-4fbb-8d1a-9015c92a2ae0",
+        "RevisionId 234567"
+    );
+    let superseder: String = site.sql(
+        "SELECT u.id FROM relations r JOIN updates u ON u.uid = r.uid
+         WHERE r.kind = 'superseded' AND r.other_id = '05a7711a-079e-4fbb-8d1a-9015c92a2ae0'",
+    );
+    assert_eq!(
+        superseder, "1c560bb8-276c-41ca-b597-35ae23bf424c",
+        "RevisionId 345678"
+    );
+    assert_eq!(
+        site.sql::<String>(
+            "SELECT title FROM updates WHERE id = '1c560bb8-276c-41ca-b597-35ae23bf424c'"
+        ),
+        "Security Update for Windows 8 for x64-based Systems (KB2922229)"
+    );
+
+    // 456789 has no fragments: its categories and prerequisites come from package.xml.
+    let cats: i64 = site.sql(
+        "SELECT COUNT(*) FROM update_categories uc JOIN updates u ON u.uid = uc.uid
+         WHERE u.id = '913aa7a4-75d8-4abc-9d66-8ddc163be471'",
+    );
+    assert_eq!(cats, 4);
+    assert_eq!(
+        site.sql::<String>(
+            "SELECT creation_date FROM updates WHERE id = '913aa7a4-75d8-4abc-9d66-8ddc163be471'"
+        ),
+        "2023-04-06T18:29:32Z"
+    );
+
+    // The raw metadata holds the fragments and the package.xml entry as written.
+    let raw = site.cli(&["show", "0a51549b-4e86-4a26-97d4-9e3567f24ea1", "--xml"]);
+    let raw = String::from_utf8_lossy(&raw.stdout);
+    assert!(raw.contains("<SupersededBy>"), "{raw}");
+    assert!(raw.contains("AutoSelectOnWebSites=\"true\""), "{raw}");
+
+    let again = site.sync();
+    assert_eq!(
+        again.sources[0].outcome,
+        patchsync::sync::SourceOutcome::Unchanged
+    );
+}
+
+#[test]
+fn broken_offline_scan_files_are_named_and_change_nothing() {
+    let (Some(cab), Some(sdp)) = (
+        shared_data("wsusscn2/wsusscn2.cab"),
+        shared_data("third-party/0e6cf4ac-2853-48aa-825b-8fe28206575f.sdp"),
+    ) else {
+        return;
+    };
+    let outer = members(&cab);
+    let dir = tempfile::tempdir().unwrap();
+    let inner = |name: &str| -> Vec<(String, Vec<u8>)> {
+        let p = dir.path().join(name);
+        std::fs::write(&p, &outer.iter().find(|(n, _)| n == name).unwrap().1).unwrap();
+        members(&p)
+    };
+
+    // package2.cab without c\123456.
+    let mut p2 = inner("package2.cab");
+    p2.retain(|(n, _)| n != "c\\123456");
+    let p2_path = dir.path().join("p2.cab");
+    write(&p2_path, &p2);
+    let mut no_fragment = outer.clone();
+    for (n, b) in no_fragment.iter_mut() {
+        if n == "package2.cab" {
+            *b = std::fs::read(&p2_path).unwrap();
+        }
+    }
+    let missing_fragment = dir.path().join("missing-fragment.cab");
+    write(&missing_fragment, &no_fragment);
+
+    // index.xml names package3.cab, which is gone.
+    let mut no_cab = outer.clone();
+    no_cab.retain(|(n, _)| n != "package3.cab");
+    let missing_cab = dir.path().join("missing-cab.cab");
+    write(&missing_cab, &no_cab);
+
+    // Cut in half.
+    let truncated = dir.path().join("truncated.cab");
+    let bytes = std::fs::read(&cab).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+
+    for (file, expect) in [
+        (
+            &missing_fragment,
+            vec!["c/123456", "package2.cab", "0a51549b"],
+        ),
+        (&missing_cab, vec!["package3.cab", "345678", "1c560bb8"]),
+        (&truncated, vec!["truncated"]),
+    ] {
+        let site = Site::new();
+        site.write_config(&[("dell", "sdp-catalog", &sdp)], &["*"], &["*"], &["*"]);
+        site.sync();
+        let before = site.snapshot();
+        site.write_config(
+            &[("dell", "sdp-catalog", &sdp), ("scan", "wsusscn2", file)],
+            &["*"],
+            &["*"],
+            &["*"],
+        );
+        let err = site.try_sync().unwrap_err().to_string();
+        assert!(err.contains("source 'scan'"), "{err}");
+        for e in expect {
+            assert!(err.contains(e), "{e}: {err}");
+        }
+        assert_eq!(site.snapshot(), before, "{err}");
+    }
+}
