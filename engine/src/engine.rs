@@ -161,7 +161,8 @@ impl Engine {
                 self.config.filter.classifications.clone(),
             ))];
         stages.append(&mut self.extra_filters);
-        let mut chain = FilterChain { stages };
+        let mut chain = FilterChain::new(stages);
+        chain.pinned = self.store.pinned()?;
         let mut first_error: Option<Error> = None;
         let version = previous_version + 1;
         let mut extra = std::mem::take(&mut self.extra_sources);
@@ -222,6 +223,49 @@ impl Engine {
                 Err(e)
             }
         }
+    }
+
+    /// Fetches one update (and its bundled leaves and categories) from the configured
+    /// source `source` whatever the filter says, and pins it until [`unpin`](Self::unpin).
+    pub fn import_update(
+        &mut self,
+        source: &str,
+        target: &crate::sync::ImportTarget,
+    ) -> Result<crate::sync::ImportReport> {
+        let _lock = self.lock()?;
+        let config = self
+            .config
+            .sources
+            .iter()
+            .find(|s| s.name == source)
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "no source named '{source}' in {}; configured: {}",
+                    self.config.file.display(),
+                    self.config
+                        .sources
+                        .iter()
+                        .map(|s| s.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?;
+        let mut src = crate::source::open_configured(config);
+        let state = self.store.source_state(source)?;
+        src.resume(state.cursor.as_deref());
+        crate::sync::import_update(
+            &mut self.store,
+            src.as_mut(),
+            target,
+            &self.config.filter.languages,
+        )
+    }
+
+    /// Removes the pin of `id`; the next sync decides it by the filter again. Returns
+    /// whether it was pinned.
+    pub fn unpin(&mut self, id: UpdateId) -> Result<bool> {
+        let _lock = self.lock()?;
+        self.store.unpin(id)
     }
 
     /// The site's state for monitoring.

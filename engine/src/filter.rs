@@ -332,12 +332,25 @@ impl LanguageSelection {
 }
 
 /// The ordered stages; the first that does not abstain decides, and an update no stage
-/// includes is left out.
+/// includes is left out. Pinned updates (`import-update`) are included before any stage.
 pub struct FilterChain {
     pub stages: Vec<Box<dyn UpdateFilter>>,
+    /// Updates pinned by `import-update`: kept whatever the stages say, until `unpin`.
+    pub pinned: HashSet<UpdateId>,
 }
 
 impl FilterChain {
+    pub fn new(stages: Vec<Box<dyn UpdateFilter>>) -> Self {
+        FilterChain {
+            stages,
+            pinned: HashSet::new(),
+        }
+    }
+
+    pub fn is_pinned(&self, id: &UpdateId) -> bool {
+        self.pinned.contains(id)
+    }
+
     pub fn config_hash(&self) -> String {
         let mut h = Sha1::new();
         for s in &self.stages {
@@ -356,7 +369,20 @@ impl FilterChain {
 
     /// One `(stage, decision)` per update of `batch`.
     pub fn evaluate(&self, tree: &CategoryTree, batch: &[UpdateView]) -> Vec<(String, Decision)> {
-        let mut result: Vec<Option<(String, Decision)>> = vec![None; batch.len()];
+        let mut result: Vec<Option<(String, Decision)>> = batch
+            .iter()
+            .map(|u| {
+                self.pinned.contains(&u.id).then(|| {
+                    (
+                        "pin".to_owned(),
+                        Decision {
+                            verdict: Verdict::Include,
+                            reason: Some("pinned by import-update".into()),
+                        },
+                    )
+                })
+            })
+            .collect();
         let mut out = Vec::with_capacity(batch.len());
         for stage in &self.stages {
             let open: Vec<usize> = (0..batch.len()).filter(|i| result[*i].is_none()).collect();

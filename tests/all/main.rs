@@ -10,5 +10,6 @@ mod delta;
 mod filters;
 mod generator;
 mod offline;
+mod pins;
 mod real_export;
 mod third_party;

@@ -50,6 +50,8 @@ pub struct UpdateRow {
     pub state: String,
     pub selected_by: String,
     pub creation_date: Option<String>,
+    /// Kept by `import-update` whatever the filter says, until `unpin`.
+    pub pinned: bool,
 }
 
 /// Everything the store has about one update.
@@ -191,6 +193,54 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// Whether updates of `source` wait for the selection stage (after an `unpin`).
+    pub fn has_pending(&self, source: &str) -> Result<bool> {
+        self.conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM updates WHERE selected_by = 'pending' AND source = ?1)",
+                [source],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    /// Every pinned update id.
+    pub fn pinned(&self) -> Result<std::collections::HashSet<UpdateId>> {
+        let mut s = self
+            .conn
+            .prepare("SELECT update_id FROM pins")
+            .map_err(|e| self.err(e))?;
+        let ids = s
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<Vec<String>>>()
+            .map_err(|e| self.err(e))?;
+        Ok(ids.iter().filter_map(|i| UpdateId::parse(i).ok()).collect())
+    }
+
+    /// Removes a pin; the next sync decides the update by the filter again. Returns whether
+    /// it was pinned.
+    pub fn unpin(&mut self, id: UpdateId) -> Result<bool> {
+        let ids = id.to_string();
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| super::store_err(&path, e))?;
+        let n = tx
+            .execute("DELETE FROM pins WHERE update_id = ?1", [&ids])
+            .map_err(|e| super::store_err(&path, e))?;
+        if n > 0 {
+            tx.execute(
+                "UPDATE updates SET selected_by = 'pending' WHERE id = ?1",
+                [&ids],
+            )
+            .map_err(|e| super::store_err(&path, e))?;
+        }
+        tx.commit().map_err(|e| super::store_err(&path, e))?;
+        Ok(n > 0)
+    }
+
     pub fn category_count(&self) -> Result<u64> {
         self.conn
             .query_row("SELECT COUNT(*) FROM categories", [], |r| {
@@ -306,7 +356,9 @@ impl Store {
         let mut row = self
             .conn
             .prepare_cached(
-                "SELECT id, revision, update_type, title, msrc_severity, state, selected_by, creation_date FROM updates WHERE id = ?1",
+                "SELECT id, revision, update_type, title, msrc_severity, state, selected_by, creation_date,
+                        EXISTS (SELECT 1 FROM pins p WHERE p.update_id = updates.id)
+                 FROM updates WHERE id = ?1",
             )
             .and_then(|mut s| {
                 s.query_row([id], |r| {
@@ -322,6 +374,7 @@ impl Store {
                         state: r.get(5)?,
                         selected_by: r.get(6)?,
                         creation_date: r.get(7)?,
+                        pinned: r.get(8)?,
                     })
                 })
             })

@@ -148,4 +148,12 @@ CREATE TABLE sync_runs (
     report          TEXT
 );
 "#,
+    // 2: updates pinned by `import-update`, kept whatever the filter says until `unpin`.
+    r#"
+CREATE TABLE pins (
+    update_id TEXT PRIMARY KEY,
+    source    TEXT NOT NULL,
+    pinned_at TEXT NOT NULL
+) WITHOUT ROWID;
+"#,
 ];

@@ -360,6 +360,33 @@ impl<'c> SyncWriter<'c> {
     }
 
     /// Commits the source's changes, its new state, and (if `changed`) the new catalog version.
+    /// Pins `id` (kept whatever the filter says, until `unpin`).
+    pub fn pin(&self, id: UpdateId) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO pins (update_id, source, pinned_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(update_id) DO UPDATE SET source = ?2",
+            )
+            .and_then(|mut s| s.execute(params![id.to_string(), self.source, now_rfc3339()]))
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Commits changes made outside a sync of the source (an import): the source's
+    /// fingerprint and cursor stay as the last sync left them.
+    pub fn commit_without_source_state(self, changed: bool) -> Result<()> {
+        let e = |x: rusqlite::Error| super::store_err(&self.path, x);
+        if changed {
+            self.tx
+                .execute(
+                    "UPDATE meta SET value = ?1 WHERE key = 'catalog_version'",
+                    [self.version.to_string()],
+                )
+                .map_err(e)?;
+        }
+        self.tx.commit().map_err(e)
+    }
+
     pub fn commit(self, kind: &str, state: &SourceState, changed: bool) -> Result<()> {
         let e = |x: rusqlite::Error| super::store_err(&self.path, x);
         self.tx

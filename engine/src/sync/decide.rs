@@ -66,11 +66,13 @@ impl<'a> StreamDecider<'a> {
     }
 
     pub(crate) fn decide(&mut self, u: &Update) -> Early {
-        if u.categories.is_empty() {
+        if u.categories.is_empty() && !self.chain.is_pinned(&u.identity.id) {
             self.tentative.push((u.identity.id, u.bundled().collect()));
             return Early::Tentative;
         }
-        if !u.categories.iter().all(|c| self.tree.knows_lineage(c)) {
+        if !self.chain.is_pinned(&u.identity.id)
+            && !u.categories.iter().all(|c| self.tree.knows_lineage(c))
+        {
             return Early::Pending;
         }
         if self.dirty {

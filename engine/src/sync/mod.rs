@@ -1,6 +1,7 @@
 //! The sync driver: fingerprint → list → diff → fetch → select → expire → commit, per source.
 
 mod decide;
+mod import;
 mod report;
 mod select;
 
@@ -9,6 +10,8 @@ use std::time::Instant;
 
 use rusqlite::TransactionBehavior;
 
+pub(crate) use import::import_update;
+pub use import::{ImportReport, ImportTarget, PinnedUpdate};
 pub use report::{PhaseTimes, ReadCounts, SourceOutcome, SourceReport, SyncReport};
 
 use crate::error::{Error, Result};
@@ -91,6 +94,7 @@ pub(crate) fn sync_source(
         && previous_state.fingerprint == fingerprint
         && !selection_changed
         && !languages_changed
+        && !store.has_pending(&name)?
     {
         report.outcome = SourceOutcome::Unchanged;
         report.unchanged = store

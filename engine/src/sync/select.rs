@@ -99,7 +99,9 @@ pub(crate) fn run(
         let mut decisions: Vec<Option<(String, Verdict, Option<String>)>> =
             vec![None; candidates.len()];
         let decided: Vec<usize> = (0..candidates.len())
-            .filter(|i| !candidates[*i].categories.is_empty())
+            .filter(|i| {
+                !candidates[*i].categories.is_empty() || chain.is_pinned(&candidates[*i].id)
+            })
             .collect();
         for chunk in decided.chunks(BATCH) {
             let views: Vec<UpdateView> = chunk.iter().map(|i| candidates[*i].clone()).collect();

@@ -89,7 +89,11 @@ pub fn run(cli: Cli) -> Result<()> {
                         r.kb.map(|k| format!("KB{k}")).unwrap_or_default(),
                         r.classification.unwrap_or_default(),
                         r.severity.unwrap_or_default(),
-                        r.state,
+                        if r.pinned {
+                            format!("{} (pinned)", r.state)
+                        } else {
+                            r.state
+                        },
                         r.title.unwrap_or_default(),
                     ]
                 })
@@ -106,6 +110,53 @@ pub fn run(cli: Cli) -> Result<()> {
                 ],
                 &out,
             );
+            Ok(())
+        }
+        Command::ImportUpdate {
+            source,
+            id,
+            kb,
+            json: as_json,
+        } => {
+            let target = match (id, kb) {
+                (Some(id), None) => patchsync::sync::ImportTarget::Id(
+                    UpdateId::parse(&id).map_err(anyhow::Error::msg)?,
+                ),
+                (None, Some(kb)) => patchsync::sync::ImportTarget::Kb(kb),
+                _ => bail!("give exactly one of --id GUID or --kb NUMBER"),
+            };
+            let mut engine = Engine::open_path(&cli.config)?;
+            let r = engine.import_update(&source, &target)?;
+            if as_json {
+                return json(&r);
+            }
+            for w in &r.warnings {
+                eprintln!("warning: {w}");
+            }
+            for p in &r.pinned {
+                out!(
+                    "pinned {} (revision {}) {}",
+                    p.id,
+                    p.revision,
+                    p.title.clone().unwrap_or_default()
+                );
+            }
+            out!(
+                "{} bundled update(s) and {} categor(ies) stored with it; catalog version {}",
+                r.leaves,
+                r.categories,
+                r.catalog_version
+            );
+            Ok(())
+        }
+        Command::Unpin { id } => {
+            let id = UpdateId::parse(&id).map_err(anyhow::Error::msg)?;
+            let mut engine = Engine::open_path(&cli.config)?;
+            if engine.unpin(id)? {
+                out!("unpinned {id}; the next sync keeps or removes it as the filter says");
+            } else {
+                bail!("update {id} is not pinned (see `patchsync updates` for pinned ones)");
+            }
             Ok(())
         }
         Command::Show {
@@ -298,7 +349,16 @@ fn print_show(u: &patchsync::store::ShowUpdate) {
         u.revisions_seen
     );
     out!("  type:            {}", r.update_type);
-    out!("  state:           {} ({})", r.state, u.publication_state);
+    out!(
+        "  state:           {} ({}){}",
+        r.state,
+        u.publication_state,
+        if r.pinned {
+            ", pinned: kept until `patchsync unpin`"
+        } else {
+            ""
+        }
+    );
     out!(
         "  created:         {}",
         r.creation_date.clone().unwrap_or_default()

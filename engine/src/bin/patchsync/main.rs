@@ -82,6 +82,26 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Fetch one update (with its bundled leaves) from a configured source even though the
+    /// filter would not select it, and pin it: later syncs keep it until `unpin`.
+    ImportUpdate {
+        /// The configured source to fetch from.
+        #[arg(long)]
+        source: String,
+        /// The update's GUID.
+        #[arg(long, conflicts_with = "kb", required_unless_present = "kb")]
+        id: Option<String>,
+        /// A KB number (with or without "KB"): every update of the source naming it.
+        #[arg(long)]
+        kb: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove the pin `import-update` set; the next sync decides the update by the filter.
+    Unpin {
+        /// The update's GUID.
+        id: String,
+    },
     /// Show one update: every field, relations, files.
     Show {
         /// The update's GUID.
