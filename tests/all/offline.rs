@@ -199,3 +199,63 @@ fn broken_offline_scan_files_are_named_and_change_nothing() {
         assert_eq!(site.snapshot(), before, "{err}");
     }
 }
+
+#[test]
+fn a_generated_offline_file_stores_what_the_same_wsus_export_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = patchsync::generate::GenerateOptions {
+        updates: 1500,
+        seed: 11,
+        categories_from: None,
+    };
+    let export = dir.path().join("export.cab");
+    let offline = dir.path().join("wsusscn2.cab");
+    patchsync::generate::generate(&export, &opts).unwrap();
+    patchsync::generate::generate_offline(&offline, &opts).unwrap();
+    let rows = |kind: &str, path: &Path| {
+        let site = Site::new();
+        site.write_config(
+            &[("src", kind, path)],
+            &["Windows 11", "Office"],
+            &["*"],
+            &["en"],
+        );
+        let r = site.sync();
+        let c = rusqlite::Connection::open(site.db()).unwrap();
+        let mut s = c
+            .prepare(
+                "SELECT u.id, u.revision, u.update_type, COALESCE(u.title, ''), u.state,
+                        (SELECT COUNT(*) FROM relations r WHERE r.uid = u.uid AND r.kind = 'bundled'),
+                        (SELECT group_concat(category_id) FROM update_categories uc WHERE uc.uid = u.uid),
+                        (SELECT COUNT(*) FROM files f WHERE f.uid = u.uid)
+                 FROM updates u ORDER BY u.id",
+            )
+            .unwrap();
+        let v: Vec<String> = s
+            .query_map([], |r| {
+                Ok(format!(
+                    "{}|{}|{}|{}|{}|{}|{:?}|{}",
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, Option<String>>(6)?,
+                    r.get::<_, i64>(7)?
+                ))
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        (r.updates, v)
+    };
+    let (n_export, from_export) = rows("wsus-export", &export);
+    let (n_offline, from_offline) = rows("wsusscn2", &offline);
+    assert!(n_export > 100, "the filter keeps a real share: {n_export}");
+    assert_eq!(n_offline, n_export);
+    assert_eq!(from_offline.len(), from_export.len());
+    for (a, b) in from_export.iter().zip(&from_offline) {
+        assert_eq!(a, b);
+    }
+}

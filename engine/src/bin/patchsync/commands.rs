@@ -264,6 +264,7 @@ pub fn run(cli: Cli) -> Result<()> {
             evolve_from,
             change_percent,
             categories_from,
+            offline,
         } => {
             match evolve_from {
                 Some(from) => {
@@ -287,14 +288,16 @@ pub fn run(cli: Cli) -> Result<()> {
                     );
                 }
                 None => {
-                    let s = generate(
-                        &out,
-                        &GenerateOptions {
-                            updates,
-                            seed,
-                            categories_from,
-                        },
-                    )?;
+                    let opts = GenerateOptions {
+                        updates,
+                        seed,
+                        categories_from,
+                    };
+                    let s = if offline {
+                        patchsync::generate::generate_offline(&out, &opts)?
+                    } else {
+                        generate(&out, &opts)?
+                    };
                     eprintln!(
                         "Wrote {}: {} records ({} categories, {} detectoids, {} bundles, {} leaves, {} standalone)",
                         out.display(),

@@ -124,7 +124,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Write a synthetic WSUS export package shaped like Microsoft's catalog.
+    /// Write a synthetic WSUS export package (or offline scan file) shaped like Microsoft's
+    /// catalog.
     GenerateCatalog {
         /// Update records to write (bundles, leaves and standalone updates).
         #[arg(long, default_value_t = 1000)]
@@ -143,6 +144,9 @@ pub enum Command {
         /// Take categories and detectoids from this WSUS export (e.g. a real one).
         #[arg(long)]
         categories_from: Option<PathBuf>,
+        /// Write an offline scan file (wsusscn2.cab layout) instead of a WSUS export.
+        #[arg(long, conflicts_with = "evolve_from")]
+        offline: bool,
     },
     /// Generate a catalog, sync it, evolve it, sync the delta, print the status (in DIR).
     Demo {

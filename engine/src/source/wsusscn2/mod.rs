@@ -79,11 +79,20 @@ impl Wsusscn2Source {
 /// The fragments of one revision.
 #[derive(Default)]
 struct Fragments {
-    /// zstd-compressed core fragment.
-    core: Option<Vec<u8>>,
+    core: Option<Core>,
     localized: Vec<String>,
     extended: Option<String>,
 }
+
+/// A core fragment held until its cab has been read: as text while the cab's held
+/// fragments are small, compressed beyond [`HELD_TEXT_BUDGET`].
+enum Core {
+    Text(String),
+    Packed(usize, Vec<u8>),
+}
+
+/// Bytes of core fragments one cab may hold as plain text.
+const HELD_TEXT_BUDGET: usize = 128 << 20;
 
 /// What one pass over the outer CAB builds up.
 struct Walk<'a, 's> {
@@ -106,6 +115,9 @@ struct Walk<'a, 's> {
     pending: Vec<(String, PathBuf)>,
     seen_cabs: HashSet<String>,
     failure: Option<Error>,
+    /// Reused: a zstd context per fragment would cost more than the fragment.
+    packer: zstd::bulk::Compressor<'static>,
+    unpacker: zstd::bulk::Decompressor<'static>,
 }
 
 impl Walk<'_, '_> {
@@ -253,6 +265,8 @@ impl Walk<'_, '_> {
         let mut frags: HashMap<u32, Fragments> = HashMap::with_capacity(rids.len());
         let item = format!("{}: {name}", self.shown);
         let mut bad: Option<String> = None;
+        let packer = &mut self.packer;
+        let mut held = 0usize;
         for_each_file(cab, |e, r| {
             let mut parts = e.name.split('/');
             let kind = parts.next().unwrap_or_default().to_ascii_lowercase();
@@ -278,7 +292,14 @@ impl Walk<'_, '_> {
             };
             let f = frags.entry(rid).or_default();
             match kind.as_str() {
-                "c" => f.core = Some(zstd::bulk::compress(text.as_bytes(), 1)?),
+                "c" => {
+                    held += text.len();
+                    f.core = Some(if held <= HELD_TEXT_BUDGET {
+                        Core::Text(text)
+                    } else {
+                        Core::Packed(text.len(), packer.compress(text.as_bytes())?)
+                    });
+                }
                 "l" => f.localized.push(text),
                 _ => f.extended = Some(text),
             }
@@ -313,9 +334,11 @@ impl Walk<'_, '_> {
             "{}: {cab}: update {} revision {} (RevisionId {rid})",
             self.shown, id.id, id.revision
         );
-        let core = match &f.core {
-            Some(z) => Some(
-                zstd::bulk::decompress(z, 64 << 20)
+        let core = match f.core {
+            Some(Core::Text(t)) => Some(t),
+            Some(Core::Packed(len, z)) => Some(
+                self.unpacker
+                    .decompress(&z, len)
                     .map_err(|e| self.err(&item, e.to_string()))
                     .map(|b| String::from_utf8_lossy(&b).into_owned())?,
             ),
@@ -567,6 +590,10 @@ impl Wsusscn2Source {
             pending: Vec::new(),
             seen_cabs: HashSet::new(),
             failure: None,
+            packer: zstd::bulk::Compressor::new(1)
+                .map_err(|e| Error::source(&self.name, "zstd", e.to_string()))?,
+            unpacker: zstd::bulk::Decompressor::new()
+                .map_err(|e| Error::source(&self.name, "zstd", e.to_string()))?,
         };
         let outer = for_each_file(&path, |e, r| match walk.visit(&e.name, r) {
             Ok(true) => Ok(()),

@@ -1,0 +1,129 @@
+//! Source benchmarks: HP's real vendor catalog (full sync, unchanged re-sync, and the raw
+//! cost of inflating and tokenizing its XML as the floor), and a generated offline scan file
+//! against the WSUS export the same generator writes (full sync, per update).
+//!
+//! `cargo bench -p patchsync --bench sources` (offline size: `PATCHSYNC_BENCH_OFFLINE`,
+//! default 200000 update revisions).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use patchsync::generate::{GenerateOptions, generate, generate_offline};
+use patchsync::{Config, Engine, SyncOptions};
+
+fn site(dir: &Path, kind: &str, path: &Path) -> Config {
+    let text = format!(
+        "[site]\nname = \"BENCH\"\nstore = \"store.db\"\n[[source]]\nname = \"src\"\nkind = {kind:?}\npath = {:?}\n[filter]\nproducts = [\"*\"]\nclassifications = [\"*\"]\nlanguages = [\"en\"]\n",
+        path.display().to_string()
+    );
+    Config::parse(&text, &dir.join("patchsync.toml"), dir).expect("bench config")
+}
+
+fn sync(cfg: &Config) -> (f64, patchsync::SyncReport) {
+    let t = Instant::now();
+    let r = Engine::open(cfg.clone())
+        .expect("open")
+        .sync(SyncOptions::default(), &mut |_| {})
+        .expect("sync");
+    (t.elapsed().as_secs_f64(), r)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn hp(zip: &Path) {
+    // Floor: inflate the 15.7 MB document and walk every XML event, nothing else.
+    let mut raw = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let mut z = zip::ZipArchive::new(std::fs::File::open(zip).unwrap()).unwrap();
+        let mut text = Vec::new();
+        z.by_index(0).unwrap().read_to_end(&mut text).unwrap();
+        let mut reader = quick_xml::Reader::from_reader(&text[..]);
+        let mut buf = Vec::new();
+        let mut events = 0u64;
+        loop {
+            match reader.read_event_into(&mut buf).unwrap() {
+                quick_xml::events::Event::Eof => break,
+                _ => events += 1,
+            }
+            buf.clear();
+        }
+        assert!(events > 100_000);
+        raw.push(t.elapsed().as_secs_f64());
+    }
+    let mut full = Vec::new();
+    let mut unchanged = Vec::new();
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = site(dir.path(), "sdp-catalog", zip);
+        let (t, r) = sync(&cfg);
+        assert_eq!(r.updates, 1829);
+        full.push(t);
+        for _ in 0..4 {
+            let (t, r) = sync(&cfg);
+            assert_eq!(r.sources[0].fetched, 0);
+            unchanged.push(t);
+        }
+    }
+    println!(
+        "hp: raw inflate + XML walk {:.3} s; full sync {:.3} s (median of 5; min {:.3}, max {:.3}); unchanged re-sync {:.1} ms (median of 20)",
+        median(raw),
+        median(full.clone()),
+        full.iter().cloned().fold(f64::MAX, f64::min),
+        full.iter().cloned().fold(0.0, f64::max),
+        median(unchanged) * 1000.0
+    );
+}
+
+fn offline(n: usize) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    let opts = GenerateOptions {
+        updates: n,
+        seed: 1,
+        categories_from: None,
+    };
+    let export = dir.join(format!("sources-export-{n}.cab"));
+    let scan = dir.join(format!("sources-wsusscn2-{n}.cab"));
+    if !export.exists() {
+        generate(&export, &opts).unwrap();
+    }
+    if !scan.exists() {
+        generate_offline(&scan, &opts).unwrap();
+    }
+    let mb = |p: &Path| std::fs::metadata(p).unwrap().len() as f64 / 1e6;
+    for (kind, path) in [("wsus-export", &export), ("wsusscn2", &scan)] {
+        let run = tempfile::tempdir_in(&dir).unwrap();
+        let _ = std::process::Command::new("sync").status();
+        let (t, r) = sync(&site(run.path(), kind, path));
+        let stored = r.new;
+        println!(
+            "{kind}: {n} update revisions ({:.0} MB file): full sync {t:.2} s, {stored} rows, {:.1} µs per update; phases {:?}",
+            mb(path),
+            t * 1e6 / stored as f64,
+            r.sources[0].phases
+        );
+    }
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let zip = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/data/third-party/HpCatalogForSms.zip");
+    if zip.exists() {
+        hp(&zip);
+    } else {
+        println!("hp: skipped ({} not found)", zip.display());
+    }
+    let n = std::env::var("PATCHSYNC_BENCH_OFFLINE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    offline(n);
+}
