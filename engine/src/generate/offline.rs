@@ -233,8 +233,7 @@ pub fn generate_offline(out: &Path, opts: &GenerateOptions) -> Result<GenerateSu
         let n = cabs.len() + 2;
         cabs.push((range_start, flush_cab(work.path(), n, &mut frags)?));
     }
-    drop(add);
-    debug_assert_eq!(last, rid);
+    debug_assert!(last >= 1);
     write!(
         package,
         "</Updates><FileLocations>{locations}</FileLocations></OfflineSyncPackage>"
@@ -242,7 +241,7 @@ pub fn generate_offline(out: &Path, opts: &GenerateOptions) -> Result<GenerateSu
     .map_err(io(&package_path))?;
     package.flush().map_err(io(&package_path))?;
     drop(package);
-    s.records = rid as u64;
+    s.records = last as u64;
 
     let package_cab = work.path().join("package.cab");
     let xml = std::fs::read(&package_path).map_err(io(&package_path))?;
