@@ -96,18 +96,59 @@ fn offline(n: usize) {
         generate_offline(&scan, &opts).unwrap();
     }
     let mb = |p: &Path| std::fs::metadata(p).unwrap().len() as f64 / 1e6;
+    // The source alone: list, then fetch everything into a sink that only counts.
     for (kind, path) in [("wsus-export", &export), ("wsusscn2", &scan)] {
-        let run = tempfile::tempdir_in(&dir).unwrap();
-        let _ = std::process::Command::new("sync").status();
-        let (t, r) = sync(&site(run.path(), kind, path));
-        let stored = r.new;
+        let cfg = site(&dir, kind, path);
+        let mut src = patchsync::source::open_configured(&cfg.sources[0]);
+        let t = Instant::now();
+        src.fingerprint().unwrap();
+        let listing = src.list().unwrap();
+        let listed = t.elapsed().as_secs_f64();
+        let wanted: std::collections::HashSet<_> = listing.entries.iter().copied().collect();
+        let mut n = 0u64;
+        src.fetch(&wanted, &mut |f| {
+            if let patchsync::source::Fetched::Update { update, .. } = f {
+                n += 1;
+                std::hint::black_box(update);
+            }
+            Ok(())
+        })
+        .unwrap();
         println!(
-            "{kind}: {n} update revisions ({:.0} MB file): full sync {t:.2} s, {stored} rows, {:.1} µs per update; phases {:?}",
-            mb(path),
-            t * 1e6 / stored as f64,
-            r.sources[0].phases
+            "{kind}: source alone (no store): list {listed:.2} s, list + fetch {:.2} s for {n} updates",
+            t.elapsed().as_secs_f64()
         );
     }
+    // Full syncs, alternating which source goes first, three rounds: the machine's noise
+    // is large, so compare medians measured in the same run.
+    let mut times: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
+    for round in 0..3 {
+        let mut order = [("wsus-export", &export), ("wsusscn2", &scan)];
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for (kind, path) in order {
+            let run = tempfile::tempdir_in(&dir).unwrap();
+            let _ = std::process::Command::new("sync").status();
+            let (t, r) = sync(&site(run.path(), kind, path));
+            assert_eq!(r.new as usize, n + 53);
+            println!(
+                "{kind} (round {round}): {n} update revisions ({:.0} MB file): full sync {t:.2} s, {:.1} µs per update; phases {:?}",
+                mb(path),
+                t * 1e6 / r.new as f64,
+                r.sources[0].phases
+            );
+            times.entry(kind).or_default().push(t);
+        }
+    }
+    let export_t = median(times["wsus-export"].clone());
+    let scan_t = median(times["wsusscn2"].clone());
+    println!(
+        "median full sync: wsus-export {export_t:.2} s ({:.1} µs/update), wsusscn2 {scan_t:.2} s ({:.1} µs/update); wsusscn2 / wsus-export = {:.2}",
+        export_t * 1e6 / n as f64,
+        scan_t * 1e6 / n as f64,
+        scan_t / export_t
+    );
 }
 
 fn main() {

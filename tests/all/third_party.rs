@@ -531,3 +531,82 @@ fn bad_vendor_catalogs_are_named_and_change_nothing() {
         "BIOS Bundles"
     );
 }
+
+#[test]
+fn the_json_report_of_a_failed_sync_lists_every_source() {
+    let (Some(zip), Some(sdp)) = (
+        shared_data("third-party/HpCatalogForSms.zip"),
+        shared_data("third-party/0e6cf4ac-2853-48aa-825b-8fe28206575f.sdp"),
+    ) else {
+        return;
+    };
+    let site = Site::new();
+    let bad = site.path("cut.zip");
+    std::fs::write(&bad, &std::fs::read(&zip).unwrap()[..300_000]).unwrap();
+    write_site(
+        &site,
+        &format!(
+            "{}{}",
+            source("hp", "sdp-catalog", bad.to_str().unwrap(), ""),
+            source("dell", "sdp-catalog", sdp.to_str().unwrap(), "")
+        ),
+        "\"*\"",
+    );
+    let out = site.cli(&["sync", "--json"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cut.zip"));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["sources"][0]["outcome"], "failed", "{r}");
+    assert!(
+        r["sources"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("truncated")
+    );
+    assert_eq!(r["sources"][1]["outcome"], "synced", "{r}");
+    assert_eq!(
+        r["sources"][1]["new"], 3,
+        "the package, its product and its company"
+    );
+}
+
+#[test]
+fn a_catalog_inside_a_cab_reads_like_the_zip() {
+    let Some(xml) = hp_xml() else {
+        return;
+    };
+    let site = Site::new();
+    let cab = site.path("HpCatalogForSms.cab");
+    crate::common::write_cab(&cab, &[("HpCatalogForSms.xml", xml.as_bytes())]);
+    write_site(
+        &site,
+        &source("hp", "sdp-catalog", cab.to_str().unwrap(), ""),
+        "\"Security Updates\"",
+    );
+    let r = site.sync();
+    assert_eq!(r.updates, 1, "{r:?}");
+    // The per-update layout in a CAB: two packages and their manifest.
+    let packages = hp_packages(&xml);
+    let site = Site::new();
+    let cab = site.path("packages.cab");
+    let manifest = format!(
+        "{{\"{}\":\"{}\",\"{}\":\"{}\"}}",
+        packages[0].0, packages[0].1, packages[1].0, packages[1].1
+    );
+    let a = format!("{}.sdp", packages[0].0);
+    let b = format!("{}.sdp", packages[1].0);
+    crate::common::write_cab(
+        &cab,
+        &[
+            ("update_manifest.json", manifest.as_bytes()),
+            (a.as_str(), packages[0].2.as_bytes()),
+            (b.as_str(), packages[1].2.as_bytes()),
+        ],
+    );
+    write_site(
+        &site,
+        &source("hp", "sdp-catalog", cab.to_str().unwrap(), ""),
+        "\"*\"",
+    );
+    assert_eq!(site.sync().updates, 2);
+}

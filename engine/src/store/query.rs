@@ -193,6 +193,20 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// The JSON report of the newest sync run, failed ones included.
+    pub fn last_report(&self) -> Result<Option<serde_json::Value>> {
+        let text: Option<Option<String>> = self
+            .conn
+            .query_row(
+                "SELECT report FROM sync_runs ORDER BY id DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        Ok(text.flatten().and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
     /// Whether updates of `source` wait for the selection stage (after an `unpin`).
     pub fn has_pending(&self, source: &str) -> Result<bool> {
         self.conn

@@ -335,11 +335,21 @@ fn init(path: &Path, force: bool) -> Result<()> {
 fn sync(config: &Path, full: bool, as_json: bool) -> Result<()> {
     let mut engine = Engine::open(Config::load(config)?)?;
     let mut progress = Progress::new(as_json);
-    let report = engine.sync(SyncOptions { full }, &mut |e| progress.event(e))?;
-    if as_json {
-        json(&report)?;
+    match engine.sync(SyncOptions { full }, &mut |e| progress.event(e)) {
+        Ok(report) => {
+            if as_json {
+                json(&report)?;
+            }
+            Ok(())
+        }
+        Err(e) => {
+            // The report of a failed sync still says what each source did.
+            if as_json && let Ok(Some(report)) = engine.store().last_report() {
+                json(&report)?;
+            }
+            Err(e.into())
+        }
     }
-    Ok(())
 }
 
 fn print_show(u: &patchsync::store::ShowUpdate) {

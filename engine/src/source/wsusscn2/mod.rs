@@ -6,10 +6,12 @@
 //! localized properties. A revision's fragments live in the cab with the largest
 //! `RANGESTART` not above its RevisionId.
 //!
-//! Streaming: the outer CAB and each fragment cab are read front to back once
-//! ([`super::cab_stream`]); one fragment cab at a time is copied to a temporary file (CAB
-//! reading needs to seek) and deleted after use; only the wanted revisions' fragments of
-//! that one cab are held, the large core fragments compressed.
+//! Streaming: the outer CAB is read front to back once ([`super::cab_stream`]); one fragment
+//! cab at a time is copied to a temporary file (CAB reading needs to seek) and deleted after
+//! use. Each fragment cab is read twice: first for the wanted revisions' small localized and
+//! extended fragments, then for their core fragments, each of which completes a revision
+//! that is handed on at once, so the store writes while the cab is still being read. Core
+//! fragments are never held beyond their own revision.
 //!
 //! Each revision becomes one update XML document: `<Update>` in the update namespace
 //! holding the core fragment, a `LocalizedPropertiesCollection` of the localized fragments,
@@ -79,20 +81,9 @@ impl Wsusscn2Source {
 /// The fragments of one revision.
 #[derive(Default)]
 struct Fragments {
-    core: Option<Core>,
     localized: Vec<String>,
     extended: Option<String>,
 }
-
-/// A core fragment held until its cab has been read: as text while the cab's held
-/// fragments are small, compressed beyond [`HELD_TEXT_BUDGET`].
-enum Core {
-    Text(String),
-    Packed(usize, Vec<u8>),
-}
-
-/// Bytes of core fragments one cab may hold as plain text.
-const HELD_TEXT_BUDGET: usize = 128 << 20;
 
 /// What one pass over the outer CAB builds up.
 struct Walk<'a, 's> {
@@ -115,9 +106,6 @@ struct Walk<'a, 's> {
     pending: Vec<(String, PathBuf)>,
     seen_cabs: HashSet<String>,
     failure: Option<Error>,
-    /// Reused: a zstd context per fragment would cost more than the fragment.
-    packer: zstd::bulk::Compressor<'static>,
-    unpacker: zstd::bulk::Decompressor<'static>,
 }
 
 impl Walk<'_, '_> {
@@ -262,58 +250,83 @@ impl Walk<'_, '_> {
             return Ok(());
         };
         let wanted: HashSet<u32> = rids.iter().copied().collect();
-        let mut frags: HashMap<u32, Fragments> = HashMap::with_capacity(rids.len());
         let item = format!("{}: {name}", self.shown);
+        let damaged = |w: &Self, e: std::io::Error| {
+            w.err(&item, format!("{e}; download the offline scan file again"))
+        };
+
+        // Pass 1: the small localized and extended fragments of the wanted revisions.
+        let mut frags: HashMap<u32, Fragments> = HashMap::with_capacity(rids.len());
         let mut bad: Option<String> = None;
-        let packer = &mut self.packer;
-        let mut held = 0usize;
         for_each_file(cab, |e, r| {
-            let mut parts = e.name.split('/');
-            let kind = parts.next().unwrap_or_default().to_ascii_lowercase();
-            let Some(rid) = e
-                .name
-                .rsplit('/')
-                .next()
-                .and_then(|s| s.parse::<u32>().ok())
-            else {
+            let Some((kind, rid)) = fragment_name(&e.name) else {
                 return Ok(());
             };
-            if !wanted.contains(&rid) || !matches!(kind.as_str(), "c" | "l" | "x") {
+            if kind == 'c' || !wanted.contains(&rid) {
                 return Ok(());
             }
-            let mut bytes = Vec::with_capacity(e.size as usize);
-            r.read_to_end(&mut bytes)?;
-            let text = match fragment_text(&bytes) {
-                Ok(t) => t,
+            match read_fragment(r, e.size) {
+                Ok(text) => {
+                    let f = frags.entry(rid).or_default();
+                    if kind == 'l' {
+                        f.localized.push(text)
+                    } else {
+                        f.extended = Some(text)
+                    }
+                }
                 Err(m) => {
                     bad.get_or_insert(format!("{}: {m}", e.name));
-                    return Ok(());
                 }
-            };
-            let f = frags.entry(rid).or_default();
-            match kind.as_str() {
-                "c" => {
-                    held += text.len();
-                    f.core = Some(if held <= HELD_TEXT_BUDGET {
-                        Core::Text(text)
-                    } else {
-                        Core::Packed(text.len(), packer.compress(text.as_bytes())?)
-                    });
-                }
-                "l" => f.localized.push(text),
-                _ => f.extended = Some(text),
             }
             Ok(())
         })
-        .map_err(|e| self.err(&item, format!("{e}; download the offline scan file again")))?;
+        .map_err(|e| damaged(self, e))?;
         if let Some(m) = bad {
             return Err(self.err(&item, m));
         }
-        let mut rids = rids;
-        rids.sort_unstable();
-        for rid in rids {
+
+        // Pass 2: each core fragment completes its revision, handed on at once, so the
+        // store writes while this thread reads on.
+        let mut left = wanted.clone();
+        let mut failure: Option<Error> = None;
+        let outcome = for_each_file(cab, |e, r| {
+            let Some(('c', rid)) = fragment_name(&e.name) else {
+                return Ok(());
+            };
+            if !left.remove(&rid) {
+                return Ok(());
+            }
+            let step = match read_fragment(r, e.size) {
+                Ok(core) => {
+                    let f = frags.remove(&rid).unwrap_or_default();
+                    self.assemble(name, rid, Some(core), f)
+                        .and_then(|u| self.deliver(u))
+                }
+                Err(m) => Err(self.err(&item, format!("{}: {m}", e.name))),
+            };
+            if let Err(err) = step {
+                failure = Some(err);
+                return Err(std::io::Error::other("failed"));
+            }
+            if left.is_empty() {
+                return Err(std::io::Error::other(STOP));
+            }
+            Ok(())
+        });
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if let Err(e) = outcome
+            && e.to_string() != STOP
+        {
+            return Err(damaged(self, e));
+        }
+        // Wanted revisions without a core fragment.
+        let mut rest: Vec<u32> = left.into_iter().collect();
+        rest.sort_unstable();
+        for rid in rest {
             let f = frags.remove(&rid).unwrap_or_default();
-            let update = self.assemble(name, rid, f)?;
+            let update = self.assemble(name, rid, None, f)?;
             self.deliver(update)?;
         }
         Ok(())
@@ -327,23 +340,29 @@ impl Walk<'_, '_> {
         &p.entries[self.by_rid[&rid]]
     }
 
-    fn assemble(&mut self, cab: &str, rid: u32, f: Fragments) -> Result<Update> {
+    fn assemble(
+        &mut self,
+        cab: &str,
+        rid: u32,
+        core: Option<String>,
+        f: Fragments,
+    ) -> Result<Update> {
+        // Each revision is assembled once: its kept XML moves out instead of being copied.
+        let raw = {
+            let i = self.by_rid[&rid];
+            self.package
+                .as_mut()
+                .expect("package read before fragments")
+                .entries[i]
+                .raw
+                .take()
+        };
         let entry = self.entry(rid).clone();
         let id = entry.identity;
         let item = format!(
             "{}: {cab}: update {} revision {} (RevisionId {rid})",
             self.shown, id.id, id.revision
         );
-        let core = match f.core {
-            Some(Core::Text(t)) => Some(t),
-            Some(Core::Packed(len, z)) => Some(
-                self.unpacker
-                    .decompress(&z, len)
-                    .map_err(|e| self.err(&item, e.to_string()))
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())?,
-            ),
-            None => None,
-        };
         if core.is_none() {
             if entry.categories.is_empty() {
                 return Err(self.err(
@@ -381,7 +400,7 @@ impl Walk<'_, '_> {
         if let Some(x) = &f.extended {
             doc.push_str(x);
         }
-        if let Some(raw) = &entry.raw {
+        if let Some(raw) = &raw {
             doc.push_str("<OfflineSyncPackageEntry xmlns=\"");
             doc.push_str(OFFLINE_NS);
             doc.push_str("\">");
@@ -541,10 +560,31 @@ impl Walk<'_, '_> {
     }
 }
 
+/// `c/123`, `x/123`, `l/en/123` → (kind, RevisionId); anything else (EULAs) → `None`.
+fn fragment_name(name: &str) -> Option<(char, u32)> {
+    let kind = match name.as_bytes().first()? {
+        b'c' | b'C' => 'c',
+        b'l' | b'L' => 'l',
+        b'x' | b'X' => 'x',
+        _ => return None,
+    };
+    if name.as_bytes().get(1) != Some(&b'/') {
+        return None;
+    }
+    let rid = name.rsplit('/').next()?.parse().ok()?;
+    Some((kind, rid))
+}
+
+fn read_fragment(r: &mut dyn Read, size: u32) -> std::result::Result<String, String> {
+    let mut bytes = Vec::with_capacity(size as usize);
+    r.read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    fragment_text(bytes)
+}
+
 /// A fragment's text: UTF-8 (with or without BOM) or UTF-16 with BOM.
-fn fragment_text(b: &[u8]) -> std::result::Result<String, String> {
-    if let Some(rest) = b.strip_prefix(&[0xEF, 0xBB, 0xBF]) {
-        return String::from_utf8(rest.to_vec()).map_err(|e| format!("not UTF-8: {e}"));
+fn fragment_text(mut b: Vec<u8>) -> std::result::Result<String, String> {
+    if b.starts_with(&[0xEF, 0xBB, 0xBF]) {
+        b.drain(..3);
     }
     if let Some(rest) = b.strip_prefix(&[0xFF, 0xFE]) {
         let units: Vec<u16> = rest
@@ -553,7 +593,7 @@ fn fragment_text(b: &[u8]) -> std::result::Result<String, String> {
             .collect();
         return String::from_utf16(&units).map_err(|e| format!("not UTF-16: {e}"));
     }
-    String::from_utf8(b.to_vec()).map_err(|e| format!("not UTF-8: {e}"))
+    String::from_utf8(b).map_err(|e| format!("not UTF-8: {e}"))
 }
 
 impl Wsusscn2Source {
@@ -590,10 +630,6 @@ impl Wsusscn2Source {
             pending: Vec::new(),
             seen_cabs: HashSet::new(),
             failure: None,
-            packer: zstd::bulk::Compressor::new(1)
-                .map_err(|e| Error::source(&self.name, "zstd", e.to_string()))?,
-            unpacker: zstd::bulk::Decompressor::new()
-                .map_err(|e| Error::source(&self.name, "zstd", e.to_string()))?,
         };
         let outer = for_each_file(&path, |e, r| match walk.visit(&e.name, r) {
             Ok(true) => Ok(()),

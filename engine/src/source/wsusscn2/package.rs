@@ -38,6 +38,34 @@ pub(crate) struct PackageXml {
     pub file_locations: Vec<(String, String)>,
 }
 
+/// The elements whose nesting matters.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Tag {
+    Root,
+    Updates,
+    Update,
+    Prerequisites,
+    Or,
+    Categories,
+    BundledBy,
+    SupersededBy,
+    Other,
+}
+
+fn tag(local: &[u8]) -> Tag {
+    match local {
+        b"OfflineSyncPackage" => Tag::Root,
+        b"Updates" => Tag::Updates,
+        b"Update" => Tag::Update,
+        b"Prerequisites" => Tag::Prerequisites,
+        b"Or" => Tag::Or,
+        b"Categories" => Tag::Categories,
+        b"BundledBy" => Tag::BundledBy,
+        b"SupersededBy" => Tag::SupersededBy,
+        _ => Tag::Other,
+    }
+}
+
 fn attr(e: &BytesStart<'_>, name: &[u8]) -> Result<Option<String>, String> {
     for a in e.attributes() {
         let a = a.map_err(|x| format!("bad attribute: {x}"))?;
@@ -75,7 +103,7 @@ pub(crate) fn read_package_xml(
     reader.config_mut().check_end_names = true;
     let mut buf = Vec::with_capacity(4096);
     let mut out = PackageXml::default();
-    let mut path: Vec<Vec<u8>> = Vec::with_capacity(8);
+    let mut path: Vec<Tag> = Vec::with_capacity(8);
     let mut cur: Option<Entry> = None;
     let mut raw: Option<Writer<Vec<u8>>> = None;
     let mut saw_root = false;
@@ -99,19 +127,21 @@ pub(crate) fn read_package_xml(
         match &ev {
             Event::Start(e) | Event::Empty(e) => {
                 let empty = matches!(ev, Event::Empty(_));
-                let local = e.local_name().as_ref().to_vec();
+                let name = e.local_name();
+                let local = name.as_ref();
+                let this = tag(local);
                 if path.is_empty() {
-                    if local != b"OfflineSyncPackage" {
+                    if this != Tag::Root {
                         return Err(format!(
                             "package.xml's root is <{}>, not OfflineSyncPackage: this is not an offline scan file",
-                            String::from_utf8_lossy(&local)
+                            String::from_utf8_lossy(local)
                         ));
                     }
                     saw_root = true;
                 }
-                let parent = path.last().map(Vec::as_slice);
-                match (local.as_slice(), parent) {
-                    (b"Update", Some(b"Updates")) => {
+                let parent = path.last().copied();
+                match (local, parent) {
+                    (b"Update", Some(Tag::Updates)) => {
                         let id = guid(&need(e, b"UpdateId", "Update")?, "UpdateId")?;
                         let rev = number(&need(e, b"RevisionNumber", "Update")?, "RevisionNumber")?;
                         let rid = number(&need(e, b"RevisionId", "Update")?, "RevisionId")?;
@@ -140,18 +170,18 @@ pub(crate) fn read_package_xml(
                             cur = Some(entry);
                         }
                     }
-                    (b"UpdateId", Some(b"Prerequisites")) | (b"UpdateId", Some(b"Or")) => {
+                    (b"UpdateId", Some(Tag::Prerequisites)) | (b"UpdateId", Some(Tag::Or)) => {
                         if let Some(c) = cur.as_mut() {
                             let id = guid(&need(e, b"Id", "UpdateId")?, "prerequisite")
                                 .map_err(|m| format!("update {}: {m}", c.identity.id))?;
-                            if parent == Some(b"Or") {
+                            if parent == Some(Tag::Or) {
                                 c.prerequisites_any.push(id);
                             } else {
                                 c.prerequisites.push(id);
                             }
                         }
                     }
-                    (b"Category", Some(b"Categories")) => {
+                    (b"Category", Some(Tag::Categories)) => {
                         if let Some(c) = cur.as_mut() {
                             let id = guid(&need(e, b"Id", "Category")?, "category")
                                 .map_err(|m| format!("update {}: {m}", c.identity.id))?;
@@ -159,11 +189,12 @@ pub(crate) fn read_package_xml(
                             c.categories.push((kind, id));
                         }
                     }
-                    (b"Revision", Some(b"BundledBy")) | (b"Revision", Some(b"SupersededBy")) => {
+                    (b"Revision", Some(Tag::BundledBy))
+                    | (b"Revision", Some(Tag::SupersededBy)) => {
                         if let Some(c) = cur.as_mut() {
                             let r = number(&need(e, b"Id", "Revision")?, "Revision Id")
                                 .map_err(|m| format!("update {}: {m}", c.identity.id))?;
-                            if parent == Some(b"BundledBy") {
+                            if parent == Some(Tag::BundledBy) {
                                 c.bundled_by.push(r);
                             } else {
                                 c.superseded_by.push(r);
@@ -178,13 +209,13 @@ pub(crate) fn read_package_xml(
                     _ => {}
                 }
                 if !empty {
-                    path.push(local);
+                    path.push(this);
                 }
             }
-            Event::End(e) => {
-                path.pop();
-                if e.local_name().as_ref() == b"Update"
-                    && path.last().map(Vec::as_slice) == Some(b"Updates")
+            Event::End(_) => {
+                let closed = path.pop();
+                if closed == Some(Tag::Update)
+                    && path.last() == Some(&Tag::Updates)
                     && let Some(mut entry) = cur.take()
                 {
                     entry.raw = raw
