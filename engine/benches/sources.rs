@@ -29,6 +29,25 @@ fn sync(cfg: &Config) -> (f64, patchsync::SyncReport) {
     (t.elapsed().as_secs_f64(), r)
 }
 
+/// CPU seconds (user + system) this process has used so far, all threads.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15; after the ")" they are the 12th and 13th.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
@@ -119,10 +138,11 @@ fn offline(n: usize) {
             t.elapsed().as_secs_f64()
         );
     }
-    // Full syncs, alternating which source goes first, three rounds: the machine's noise
+    // Full syncs, alternating which source goes first, five rounds: the machine's noise
     // is large, so compare medians measured in the same run.
     let mut times: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
-    for round in 0..3 {
+    let mut cpu: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
+    for round in 0..5 {
         let mut order = [("wsus-export", &export), ("wsusscn2", &scan)];
         if round % 2 == 1 {
             order.reverse();
@@ -130,15 +150,18 @@ fn offline(n: usize) {
         for (kind, path) in order {
             let run = tempfile::tempdir_in(&dir).unwrap();
             let _ = std::process::Command::new("sync").status();
+            let c0 = cpu_seconds();
             let (t, r) = sync(&site(run.path(), kind, path));
+            let c = cpu_seconds() - c0;
             assert_eq!(r.new as usize, n + 53);
             println!(
-                "{kind} (round {round}): {n} update revisions ({:.0} MB file): full sync {t:.2} s, {:.1} µs per update; phases {:?}",
+                "{kind} (round {round}): {n} update revisions ({:.0} MB file): full sync {t:.2} s ({c:.1} s CPU), {:.1} µs per update; phases {:?}",
                 mb(path),
                 t * 1e6 / r.new as f64,
                 r.sources[0].phases
             );
             times.entry(kind).or_default().push(t);
+            cpu.entry(kind).or_default().push(c);
         }
     }
     let export_t = median(times["wsus-export"].clone());
@@ -148,6 +171,12 @@ fn offline(n: usize) {
         export_t * 1e6 / n as f64,
         scan_t * 1e6 / n as f64,
         scan_t / export_t
+    );
+    let export_c = median(cpu["wsus-export"].clone());
+    let scan_c = median(cpu["wsusscn2"].clone());
+    println!(
+        "median CPU (user + system, both threads): wsus-export {export_c:.1} s, wsusscn2 {scan_c:.1} s; wsusscn2 / wsus-export = {:.2}",
+        scan_c / export_c
     );
 }
 

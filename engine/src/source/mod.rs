@@ -62,6 +62,12 @@ pub trait CatalogSource: Send {
         let _ = cursor;
     }
 
+    /// The languages the site keeps. A source whose catalog stores each language apart (the
+    /// offline scan file) may skip the others; the rest ignore this.
+    fn languages(&mut self, keep: &crate::filter::LanguageSelection) {
+        let _ = keep;
+    }
+
     /// An opaque cursor the engine stores with this sync's data, in the same transaction,
     /// and hands back through [`resume`](Self::resume) next time (an anchor, the revisions
     /// a source derived). Called after the fetch.

@@ -65,6 +65,7 @@ pub(crate) fn import_update(
     languages: &LanguageSelection,
 ) -> Result<ImportReport> {
     let name = source.name().to_owned();
+    source.languages(languages);
     source.fingerprint()?;
     let listing = source.list()?;
     let mut newest: HashMap<UpdateId, u32> = HashMap::new();

@@ -76,6 +76,7 @@ pub(crate) fn sync_source(
 
     let previous_state = store.source_state(&name)?;
     source.resume(previous_state.cursor.as_deref());
+    source.languages(cx.languages);
     let fingerprint = source.fingerprint()?;
     let selection_hash = cx.chain.config_hash();
     let language_hash = cx.languages.config_hash();
@@ -341,7 +342,9 @@ pub(crate) fn fetch_into(
     let mut done = 0u64;
     let mut last = Instant::now();
     // The source reads, parses and (here) compresses on a worker thread; this thread writes.
-    let (items, received) = std::sync::mpsc::sync_channel::<Item>(256);
+    // Room for a few thousand parsed updates lets the reader run ahead while the store is
+    // busy, and the store drain while a source reads something it cannot hand out yet.
+    let (items, received) = std::sync::mpsc::sync_channel::<Item>(4096);
     let outcome = std::thread::scope(|scope| {
         let worker = scope.spawn(move || -> Result<Option<Listing>> {
             let mut compressor = zstd::bulk::Compressor::new(3)

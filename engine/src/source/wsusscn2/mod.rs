@@ -11,7 +11,9 @@
 //! use. Each fragment cab is read twice: first for the wanted revisions' small localized and
 //! extended fragments, then for their core fragments, each of which completes a revision
 //! that is handed on at once, so the store writes while the cab is still being read. Core
-//! fragments are never held beyond their own revision.
+//! fragments are never held beyond their own revision. Localized fragments of languages
+//! the site does not keep are not read at all (the format keeps each language apart for
+//! that), so an update's stored raw metadata holds the kept languages only.
 //!
 //! Each revision becomes one update XML document: `<Update>` in the update namespace
 //! holding the core fragment, a `LocalizedPropertiesCollection` of the localized fragments,
@@ -27,24 +29,34 @@ use std::collections::{HashMap, HashSet};
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use package::{Entry, PackageXml, read_package_xml};
+use package::{Entry, PackageXml, capture_raw, read_package_xml};
 
 use super::cab_stream::for_each_file;
 use super::location::{LocalCatalog, Location, materialize};
 use super::{CatalogSource, Fetched, Listing};
 use crate::error::{Error, Result};
+use crate::filter::LanguageSelection;
 use crate::model::{Identity, RelationKind, Update, UpdateId, UpdateRef};
 use crate::xml::{UPDATE_NS, parse_update};
 
 const OFFLINE_NS: &str = "http://schemas.microsoft.com/msus/2004/02/OfflineSync";
 /// Prefixes core fragments use without declaring them (their declarations lived on the
-/// document they were cut from).
-const FRAGMENT_PREFIXES: &str = concat!(
-    " xmlns:bar=\"http://schemas.microsoft.com/msus/2002/12/BaseApplicabilityRules\"",
-    " xmlns:lar=\"http://schemas.microsoft.com/msus/2002/12/LogicalApplicabilityRules\"",
-    " xmlns:cat=\"http://schemas.microsoft.com/msus/2002/12/UpdateHandlers/Category\"",
-    " xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\""
-);
+/// document they were cut from); each is declared only when a fragment uses it.
+const FRAGMENT_PREFIXES: &[(&str, &str)] = &[
+    (
+        "bar",
+        "http://schemas.microsoft.com/msus/2002/12/BaseApplicabilityRules",
+    ),
+    (
+        "lar",
+        "http://schemas.microsoft.com/msus/2002/12/LogicalApplicabilityRules",
+    ),
+    (
+        "cat",
+        "http://schemas.microsoft.com/msus/2002/12/UpdateHandlers/Category",
+    ),
+    ("xsi", "http://www.w3.org/2001/XMLSchema-instance"),
+];
 /// Marks the early end of a listing pass (package.xml is all a listing needs).
 const STOP: &str = "patchsync: listing complete";
 
@@ -54,6 +66,10 @@ pub struct Wsusscn2Source {
     location: Location,
     sha256: Option<String>,
     local: Option<LocalCatalog>,
+    /// Localized fragments (`l/<lang>/`) of other languages are not read.
+    languages: Option<LanguageSelection>,
+    /// package.xml as `list` read it, so `fetch` only copies out the entries it wants.
+    listed: Option<PackageXml>,
 }
 
 impl Wsusscn2Source {
@@ -63,6 +79,8 @@ impl Wsusscn2Source {
             location,
             sha256,
             local: None,
+            languages: None,
+            listed: None,
         }
     }
 
@@ -90,6 +108,7 @@ struct Walk<'a, 's> {
     source: String,
     shown: String,
     wanted: Option<&'a HashSet<Identity>>,
+    languages: Option<&'a LanguageSelection>,
     sink: Option<&'a mut (dyn FnMut(Fetched) -> Result<()> + 's)>,
     spool: tempfile::TempDir,
     /// `index.xml`: (RANGESTART, cab name lowercased), sorted.
@@ -106,6 +125,8 @@ struct Walk<'a, 's> {
     pending: Vec<(String, PathBuf)>,
     seen_cabs: HashSet<String>,
     failure: Option<Error>,
+    /// package.xml already parsed by the listing pass.
+    cached: Option<PackageXml>,
 }
 
 impl Walk<'_, '_> {
@@ -180,9 +201,15 @@ impl Walk<'_, '_> {
         let wanted = self.wanted;
         let keep = |i: Identity| wanted.is_some_and(|w| w.contains(&i));
         let mut found: Option<std::result::Result<PackageXml, String>> = None;
+        let mut cached = self.cached.take();
         for_each_file(cab, |e, r| {
             if e.name.eq_ignore_ascii_case("package.xml") {
-                found = Some(read_package_xml(BufReader::new(r), &keep));
+                found = Some(match cached.take() {
+                    Some(mut p) => {
+                        capture_raw(BufReader::new(r), &mut p.entries, &keep).map(|()| p)
+                    }
+                    None => read_package_xml(BufReader::new(r), &keep),
+                });
             }
             Ok(())
         })
@@ -255,7 +282,9 @@ impl Walk<'_, '_> {
             w.err(&item, format!("{e}; download the offline scan file again"))
         };
 
-        // Pass 1: the small localized and extended fragments of the wanted revisions.
+        // Pass 1: the small localized (kept languages) and extended fragments of the wanted
+        // revisions.
+        let languages = self.languages;
         let mut frags: HashMap<u32, Fragments> = HashMap::with_capacity(rids.len());
         let mut bad: Option<String> = None;
         for_each_file(cab, |e, r| {
@@ -263,6 +292,12 @@ impl Walk<'_, '_> {
                 return Ok(());
             };
             if kind == 'c' || !wanted.contains(&rid) {
+                return Ok(());
+            }
+            if kind == 'l'
+                && let (Some(keep), Some(lang)) = (languages, e.name.split('/').nth(1))
+                && !keep.keeps(lang)
+            {
                 return Ok(());
             }
             match read_fragment(r, e.size) {
@@ -383,7 +418,25 @@ impl Walk<'_, '_> {
         doc.push_str("<Update xmlns=\"");
         doc.push_str(std::str::from_utf8(UPDATE_NS).expect("ASCII"));
         doc.push('"');
-        doc.push_str(FRAGMENT_PREFIXES);
+        for (prefix, uri) in FRAGMENT_PREFIXES {
+            let used = |t: &str| t.contains(&format!("{prefix}:"));
+            let declared = |t: &str| t.contains(&format!("xmlns:{prefix}="));
+            let texts = core
+                .iter()
+                .chain(f.extended.iter())
+                .chain(f.localized.iter());
+            let mut need = false;
+            for t in texts {
+                if declared(t) {
+                    need = false;
+                    break;
+                }
+                need |= used(t);
+            }
+            if need {
+                doc.push_str(&format!(" xmlns:{prefix}=\"{uri}\""));
+            }
+        }
         doc.push('>');
         match &core {
             Some(c) => doc.push_str(c),
@@ -604,6 +657,7 @@ impl Wsusscn2Source {
     ) -> Result<Listing> {
         let path = self.local()?;
         let shown = self.location.display();
+        let sink_given = sink.is_some();
         let spool = tempfile::Builder::new()
             .prefix("patchsync-wsusscn2-")
             .tempdir()
@@ -618,6 +672,7 @@ impl Wsusscn2Source {
             source: self.name.clone(),
             shown: shown.clone(),
             wanted,
+            languages: self.languages.as_ref(),
             sink,
             spool,
             ranges: None,
@@ -630,6 +685,7 @@ impl Wsusscn2Source {
             pending: Vec::new(),
             seen_cabs: HashSet::new(),
             failure: None,
+            cached: if sink_given { self.listed.take() } else { None },
         };
         let outer = for_each_file(&path, |e, r| match walk.visit(&e.name, r) {
             Ok(true) => Ok(()),
@@ -683,16 +739,24 @@ impl Wsusscn2Source {
             }
         }
         let package = walk.package.take().expect("checked");
-        Ok(Listing {
+        let listing = Listing {
             entries: package.entries.iter().map(|e| e.identity).collect(),
             complete: true,
-        })
+        };
+        if !sink_given {
+            self.listed = Some(package);
+        }
+        Ok(listing)
     }
 }
 
 impl CatalogSource for Wsusscn2Source {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn languages(&mut self, keep: &LanguageSelection) {
+        self.languages = Some(keep.clone());
     }
 
     fn fingerprint(&mut self) -> Result<Option<String>> {

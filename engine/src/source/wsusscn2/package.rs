@@ -2,7 +2,7 @@
 //! integer `RevisionId` cross-references kept for the source to resolve, and the entry's own
 //! XML kept verbatim for the revisions the caller asks for.
 
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 
 use quick_xml::Reader;
 use quick_xml::Writer;
@@ -28,6 +28,9 @@ pub(crate) struct Entry {
     pub superseded_by: Vec<u32>,
     /// The entry's XML, when asked for.
     pub raw: Option<String>,
+    /// Where the entry's XML lies in package.xml (after any byte-order mark), so a later
+    /// pass can copy it out without parsing again.
+    pub span: (u64, u64),
 }
 
 /// Everything package.xml says.
@@ -96,9 +99,10 @@ fn number(v: &str, what: &str) -> Result<u32, String> {
 /// Reads package.xml. `keep_raw` says, by identity, whose XML to keep. Errors are plain
 /// messages naming the update; the caller adds the source and file.
 pub(crate) fn read_package_xml(
-    input: impl BufRead,
+    mut input: impl BufRead,
     keep_raw: &dyn Fn(Identity) -> bool,
 ) -> Result<PackageXml, String> {
+    skip_bom(&mut input)?;
     let mut reader = Reader::from_reader(input);
     reader.config_mut().check_end_names = true;
     let mut buf = Vec::with_capacity(4096);
@@ -142,9 +146,29 @@ pub(crate) fn read_package_xml(
                 let parent = path.last().copied();
                 match (local, parent) {
                     (b"Update", Some(Tag::Updates)) => {
-                        let id = guid(&need(e, b"UpdateId", "Update")?, "UpdateId")?;
-                        let rev = number(&need(e, b"RevisionNumber", "Update")?, "RevisionNumber")?;
-                        let rid = number(&need(e, b"RevisionId", "Update")?, "RevisionId")?;
+                        // One walk over the attributes (package.xml has one entry per revision).
+                        let (mut id, mut rev, mut rid, mut created, mut lang) =
+                            (None, None, None, None, None);
+                        for a in e.attributes() {
+                            let a = a.map_err(|x| format!("bad attribute: {x}"))?;
+                            let v = || -> Result<String, String> {
+                                a.unescape_value()
+                                    .map(|v| v.trim().to_owned())
+                                    .map_err(|x| format!("bad attribute value: {x}"))
+                            };
+                            match a.key.local_name().as_ref() {
+                                b"UpdateId" => id = Some(guid(&v()?, "UpdateId")?),
+                                b"RevisionNumber" => rev = Some(number(&v()?, "RevisionNumber")?),
+                                b"RevisionId" => rid = Some(number(&v()?, "RevisionId")?),
+                                b"CreationDate" => created = Some(v()?),
+                                b"DefaultLanguage" => lang = Some(v()?),
+                                _ => {}
+                            }
+                        }
+                        let missing = |what: &str| format!("<Update> without {what}");
+                        let id = id.ok_or_else(|| missing("UpdateId"))?;
+                        let rev = rev.ok_or_else(|| missing("RevisionNumber"))?;
+                        let rid = rid.ok_or_else(|| missing("RevisionId"))?;
                         let identity = Identity { id, revision: rev };
                         if keep_raw(identity) && !empty {
                             let mut w = Writer::new(Vec::with_capacity(1024));
@@ -153,10 +177,11 @@ pub(crate) fn read_package_xml(
                             raw = Some(w);
                         }
                         let entry = Entry {
+                            span: (pos, if empty { reader.buffer_position() } else { 0 }),
                             identity,
                             revision_id: rid,
-                            creation_date: attr(e, b"CreationDate")?,
-                            default_language: attr(e, b"DefaultLanguage")?,
+                            creation_date: created,
+                            default_language: lang,
                             categories: vec![],
                             prerequisites: vec![],
                             prerequisites_any: vec![],
@@ -218,6 +243,7 @@ pub(crate) fn read_package_xml(
                     && path.last() == Some(&Tag::Updates)
                     && let Some(mut entry) = cur.take()
                 {
+                    entry.span.1 = reader.buffer_position();
                     entry.raw = raw
                         .take()
                         .map(|w| String::from_utf8_lossy(&w.into_inner()).into_owned());
@@ -235,6 +261,52 @@ pub(crate) fn read_package_xml(
         return Err("package.xml ends before </OfflineSyncPackage>: it is truncated".into());
     }
     Ok(out)
+}
+
+fn skip_bom(input: &mut impl BufRead) -> Result<(), String> {
+    let bom = input
+        .fill_buf()
+        .map_err(|e| format!("cannot read package.xml: {e}"))?
+        .starts_with(b"\xEF\xBB\xBF");
+    if bom {
+        input.consume(3);
+    }
+    Ok(())
+}
+
+/// Copies the XML of the entries `keep_raw` accepts out of package.xml by their spans, in
+/// one sequential read without parsing.
+pub(crate) fn capture_raw(
+    mut input: impl BufRead,
+    entries: &mut [Entry],
+    keep_raw: &dyn Fn(Identity) -> bool,
+) -> Result<(), String> {
+    skip_bom(&mut input)?;
+    let mut at: u64 = 0;
+    let cut = || {
+        "package.xml is shorter than when it was listed: download the offline scan file again"
+            .to_owned()
+    };
+    for e in entries.iter_mut() {
+        if !keep_raw(e.identity) {
+            continue;
+        }
+        let (start, end) = e.span;
+        if start < at || end < start {
+            return Err("package.xml changed between listing and reading: sync again".into());
+        }
+        let skipped = std::io::copy(&mut (&mut input).take(start - at), &mut std::io::sink())
+            .map_err(|e| e.to_string())?;
+        if skipped != start - at {
+            return Err(cut());
+        }
+        let mut bytes = vec![0u8; (end - start) as usize];
+        input.read_exact(&mut bytes).map_err(|_| cut())?;
+        e.raw =
+            Some(String::from_utf8(bytes).map_err(|e| format!("package.xml is not UTF-8: {e}"))?);
+        at = end;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -271,6 +343,19 @@ mod tests {
             p.file_locations,
             vec![("abc=".into(), "http://x/y.cab".into())]
         );
+    }
+
+    #[test]
+    fn spans_copy_out_the_same_xml_as_parsing() {
+        for doc in [DOC.to_owned(), format!("\u{feff}{DOC}")] {
+            let parsed = read_package_xml(doc.as_bytes(), &|_| true).unwrap();
+            let mut listed = read_package_xml(doc.as_bytes(), &|_| false).unwrap();
+            capture_raw(doc.as_bytes(), &mut listed.entries, &|_| true).unwrap();
+            for (a, b) in parsed.entries.iter().zip(&listed.entries) {
+                assert_eq!(a.raw, b.raw);
+                assert!(b.raw.as_deref().unwrap().starts_with("<Update "));
+            }
+        }
     }
 
     #[test]
