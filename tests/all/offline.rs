@@ -259,3 +259,65 @@ fn a_generated_offline_file_stores_what_the_same_wsus_export_stores() {
         assert_eq!(a, b);
     }
 }
+
+#[test]
+fn reading_fragment_cabs_once_or_twice_stores_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let offline = dir.path().join("wsusscn2.cab");
+    patchsync::generate::generate_offline(
+        &offline,
+        &patchsync::generate::GenerateOptions {
+            updates: 800,
+            seed: 5,
+            categories_from: None,
+        },
+    )
+    .unwrap();
+    let digest = |budget: u64| {
+        let site = Site::new();
+        site.write_config(&[], &["*"], &["*"], &["en", "de"]);
+        let mut engine = site.engine();
+        let location = patchsync::config::Location::Path(offline.clone());
+        engine.add_source(
+            "wsusscn2",
+            Box::new(
+                patchsync::source::Wsusscn2Source::new("scan", location, None).hold_at_most(budget),
+            ),
+        );
+        let r = engine
+            .sync(patchsync::SyncOptions::default(), &mut |_| {})
+            .unwrap();
+        assert_eq!(r.new, 853, "{r:?}");
+        let c = rusqlite::Connection::open(site.db()).unwrap();
+        let mut s = c
+            .prepare(
+                "SELECT u.id, u.revision, COALESCE(u.title, ''), x.xml,
+                        (SELECT group_concat(language, ' ') FROM localized l WHERE l.uid = u.uid)
+                 FROM updates u JOIN update_xml x ON x.uid = u.uid ORDER BY u.id",
+            )
+            .unwrap();
+        let rows: Vec<(String, i64, String, Vec<u8>, Option<String>)> = s
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        rows
+    };
+    let once = digest(64 << 20);
+    let twice = digest(0);
+    assert_eq!(once.len(), twice.len());
+    assert!(once == twice, "the two ways of reading store the same rows");
+    // Only the kept languages were read from the localized fragments.
+    assert!(once.iter().all(|r| {
+        r.4.as_deref()
+            .unwrap_or("")
+            .split(' ')
+            .all(|l| l.is_empty() || l == "en" || l == "de")
+    }));
+    // And the raw metadata holds no other language's fragment.
+    let raw = zstd::decode_all(&once.iter().find(|r| r.2.contains("KB")).unwrap().3[..]).unwrap();
+    let raw = String::from_utf8(raw).unwrap();
+    assert!(!raw.contains("<Language>fr</Language>"), "{raw}");
+}

@@ -158,6 +158,12 @@ fn folder_name(i: u16) -> String {
     format!("patchsync-folder-{i}")
 }
 
+/// The cabinet's file table, without reading any data.
+pub(crate) fn entries(path: &Path) -> io::Result<Vec<CabEntry>> {
+    let mut file = File::open(path)?;
+    Ok(read_table(&mut file)?.entries)
+}
+
 /// Opens `path` and calls `visit` with every file in stored order within each folder.
 /// `visit` may read its file or not; what it leaves is skipped.
 pub(crate) fn for_each_file(

@@ -8,10 +8,11 @@
 //!
 //! Streaming: the outer CAB is read front to back once ([`super::cab_stream`]); one fragment
 //! cab at a time is copied to a temporary file (CAB reading needs to seek) and deleted after
-//! use. Each fragment cab is read twice: first for the wanted revisions' small localized and
-//! extended fragments, then for their core fragments, each of which completes a revision
-//! that is handed on at once, so the store writes while the cab is still being read. Core
-//! fragments are never held beyond their own revision. Localized fragments of languages
+//! use. A fragment cab whose wanted core fragments fit in 64 MB is read once, each revision
+//! handed on as soon as its last fragment arrives; a larger one is read twice, first for the
+//! wanted revisions' small localized and extended fragments, then for their core fragments,
+//! each of which completes a revision that is handed on at once, so no core fragment is held
+//! beyond its own revision. Either way the store writes while the cab is still being read. Localized fragments of languages
 //! the site does not keep are not read at all (the format keeps each language apart for
 //! that), so an update's stored raw metadata holds the kept languages only.
 //!
@@ -57,6 +58,9 @@ const FRAGMENT_PREFIXES: &[(&str, &str)] = &[
     ),
     ("xsi", "http://www.w3.org/2001/XMLSchema-instance"),
 ];
+/// Wanted core fragments one fragment cab may hold while it is read once; above this the
+/// cab is read twice instead.
+const ONE_PASS_CORE_BUDGET: u64 = 64 << 20;
 /// Marks the early end of a listing pass (package.xml is all a listing needs).
 const STOP: &str = "patchsync: listing complete";
 
@@ -70,6 +74,8 @@ pub struct Wsusscn2Source {
     languages: Option<LanguageSelection>,
     /// package.xml as `list` read it, so `fetch` only copies out the entries it wants.
     listed: Option<PackageXml>,
+    /// Wanted core fragments a fragment cab may hold while it is read once.
+    one_pass_budget: u64,
 }
 
 impl Wsusscn2Source {
@@ -81,7 +87,16 @@ impl Wsusscn2Source {
             local: None,
             languages: None,
             listed: None,
+            one_pass_budget: ONE_PASS_CORE_BUDGET,
         }
+    }
+
+    /// Sets how many bytes of wanted core fragments a fragment cab may hold while it is read
+    /// once (default 64 MB); a cab above it is read twice and holds none. 0 always reads
+    /// twice.
+    pub fn hold_at_most(mut self, bytes: u64) -> Self {
+        self.one_pass_budget = bytes;
+        self
     }
 
     fn local(&mut self) -> Result<PathBuf> {
@@ -109,6 +124,7 @@ struct Walk<'a, 's> {
     shown: String,
     wanted: Option<&'a HashSet<Identity>>,
     languages: Option<&'a LanguageSelection>,
+    one_pass_budget: u64,
     sink: Option<&'a mut (dyn FnMut(Fetched) -> Result<()> + 's)>,
     spool: tempfile::TempDir,
     /// `index.xml`: (RANGESTART, cab name lowercased), sorted.
@@ -282,6 +298,20 @@ impl Walk<'_, '_> {
             w.err(&item, format!("{e}; download the offline scan file again"))
         };
 
+        // A cab whose wanted core fragments are small is read once, holding them until
+        // their revision is complete; a larger one is read twice so no core fragment is held.
+        let table = super::cab_stream::entries(cab).map_err(|e| damaged(self, e))?;
+        let core_bytes: u64 = table
+            .iter()
+            .filter_map(|e| match fragment_name(&e.name) {
+                Some(('c', rid)) if wanted.contains(&rid) => Some(e.size as u64),
+                _ => None,
+            })
+            .sum();
+        if core_bytes <= self.one_pass_budget && self.one_pass_budget > 0 {
+            return self.fragment_cab_once(name, cab, &wanted, &item);
+        }
+
         // Pass 1: the small localized (kept languages) and extended fragments of the wanted
         // revisions.
         let languages = self.languages;
@@ -362,6 +392,83 @@ impl Walk<'_, '_> {
         for rid in rest {
             let f = frags.remove(&rid).unwrap_or_default();
             let update = self.assemble(name, rid, None, f)?;
+            self.deliver(update)?;
+        }
+        Ok(())
+    }
+
+    /// One pass: every fragment of the wanted revisions is collected, and a revision goes
+    /// out as soon as it is complete (its extended fragment, which sorts after its core and
+    /// localized ones, has arrived), the rest at the end of the cab.
+    fn fragment_cab_once(
+        &mut self,
+        name: &str,
+        cab: &Path,
+        wanted: &HashSet<u32>,
+        item: &str,
+    ) -> Result<()> {
+        let languages = self.languages;
+        let mut frags: HashMap<u32, Fragments> = HashMap::with_capacity(wanted.len());
+        let mut cores: HashMap<u32, String> = HashMap::with_capacity(wanted.len());
+        let mut done: HashSet<u32> = HashSet::with_capacity(wanted.len());
+        let mut failure: Option<Error> = None;
+        let outcome = for_each_file(cab, |e, r| {
+            let Some((kind, rid)) = fragment_name(&e.name) else {
+                return Ok(());
+            };
+            if !wanted.contains(&rid) || done.contains(&rid) {
+                return Ok(());
+            }
+            if kind == 'l'
+                && let (Some(keep), Some(lang)) = (languages, e.name.split('/').nth(1))
+                && !keep.keeps(lang)
+            {
+                return Ok(());
+            }
+            let text = match read_fragment(r, e.size) {
+                Ok(t) => t,
+                Err(m) => {
+                    failure = Some(self.err(item, format!("{}: {m}", e.name)));
+                    return Err(std::io::Error::other("failed"));
+                }
+            };
+            match kind {
+                'c' => {
+                    cores.insert(rid, text);
+                }
+                'l' => frags.entry(rid).or_default().localized.push(text),
+                _ => {
+                    frags.entry(rid).or_default().extended = Some(text);
+                    if let Some(core) = cores.remove(&rid) {
+                        done.insert(rid);
+                        let f = frags.remove(&rid).unwrap_or_default();
+                        if let Err(err) = self
+                            .assemble(name, rid, Some(core), f)
+                            .and_then(|u| self.deliver(u))
+                        {
+                            failure = Some(err);
+                            return Err(std::io::Error::other("failed"));
+                        }
+                    }
+                }
+            }
+            Ok(())
+        });
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        outcome
+            .map_err(|e| self.err(item, format!("{e}; download the offline scan file again")))?;
+        let mut rest: Vec<u32> = wanted
+            .iter()
+            .copied()
+            .filter(|r| !done.contains(r))
+            .collect();
+        rest.sort_unstable();
+        for rid in rest {
+            let f = frags.remove(&rid).unwrap_or_default();
+            let core = cores.remove(&rid);
+            let update = self.assemble(name, rid, core, f)?;
             self.deliver(update)?;
         }
         Ok(())
@@ -673,6 +780,7 @@ impl Wsusscn2Source {
             shown: shown.clone(),
             wanted,
             languages: self.languages.as_ref(),
+            one_pass_budget: self.one_pass_budget,
             sink,
             spool,
             ranges: None,
