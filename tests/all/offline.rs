@@ -260,6 +260,9 @@ fn a_generated_offline_file_stores_what_the_same_wsus_export_stores() {
     }
 }
 
+/// id, revision, title, raw XML (zstd), languages kept.
+type Row = (String, i64, String, Vec<u8>, Option<String>);
+
 #[test]
 fn reading_fragment_cabs_once_or_twice_stores_the_same() {
     let dir = tempfile::tempdir().unwrap();
@@ -296,7 +299,7 @@ fn reading_fragment_cabs_once_or_twice_stores_the_same() {
                  FROM updates u JOIN update_xml x ON x.uid = u.uid ORDER BY u.id",
             )
             .unwrap();
-        let rows: Vec<(String, i64, String, Vec<u8>, Option<String>)> = s
+        let rows: Vec<Row> = s
             .query_map([], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
             })
