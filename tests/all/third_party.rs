@@ -610,3 +610,45 @@ fn a_catalog_inside_a_cab_reads_like_the_zip() {
     );
     assert_eq!(site.sync().updates, 2);
 }
+
+#[test]
+fn a_pinned_local_catalog_with_another_digest_is_refused() {
+    let Some(sdp) = shared_data("third-party/0e6cf4ac-2853-48aa-825b-8fe28206575f.sdp") else {
+        return;
+    };
+    let site = Site::new();
+    let pin = "ab".repeat(32);
+    write_site(
+        &site,
+        &source(
+            "dell",
+            "sdp-catalog",
+            sdp.to_str().unwrap(),
+            &format!("sha256 = {pin:?}"),
+        ),
+        "\"*\"",
+    );
+    let err = site.try_sync().unwrap_err().to_string();
+    assert!(
+        err.contains("SHA-256 mismatch") && err.contains(&pin),
+        "{err}"
+    );
+    assert_eq!(site.sql::<i64>("SELECT COUNT(*) FROM updates"), 0);
+    // A malformed pin is a config error with its line.
+    write_site(
+        &site,
+        &source(
+            "dell",
+            "sdp-catalog",
+            sdp.to_str().unwrap(),
+            "sha256 = \"abc\"",
+        ),
+        "\"*\"",
+    );
+    let out = site.cli(&["sync"]);
+    let msg = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        msg.contains("sha256: must be 64 hex digits") && msg.contains("patchsync.toml:"),
+        "{msg}"
+    );
+}

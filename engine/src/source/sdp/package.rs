@@ -310,7 +310,12 @@ mod tests {
             env!("CARGO_MANIFEST_DIR"),
             "/../../shared/data/third-party/0e6cf4ac-2853-48aa-825b-8fe28206575f.sdp"
         );
-        let text = std::fs::read_to_string(path).expect("the shared test data");
+        let Ok(text) = std::fs::read_to_string(path) else {
+            // Like the integration tests: skip beside no ../shared, fail on CI.
+            assert!(std::env::var("CI").is_err(), "{path} is missing on CI");
+            eprintln!("SKIPPED: {path} not found");
+            return;
+        };
         let dell = text.trim_start_matches('\u{feff}');
         let p = parse_package(dell).unwrap();
         let u = &p.update;
