@@ -232,6 +232,35 @@ pub struct Update {
 }
 
 impl Update {
+    /// A published software update with nothing else known yet: what parsers fill in.
+    pub fn blank() -> Update {
+        Update {
+            identity: Identity {
+                id: UpdateId(uuid::Uuid::nil()),
+                revision: 0,
+            },
+            update_type: UpdateType::Software,
+            publication_state: "Published".into(),
+            creation_date: None,
+            default_language: None,
+            msrc_severity: None,
+            is_beta: false,
+            max_download_size: None,
+            kb_articles: vec![],
+            security_bulletins: vec![],
+            cves: vec![],
+            more_info_url: None,
+            support_url: None,
+            localized: vec![],
+            categories: vec![],
+            relations: vec![],
+            files: vec![],
+            category_kind: None,
+            display_order: None,
+            raw_xml: String::new(),
+        }
+    }
+
     pub fn is_published(&self) -> bool {
         self.publication_state.eq_ignore_ascii_case("Published")
     }

@@ -85,6 +85,19 @@ pub fn materialize(source: &str, location: &Location, pin: Option<&str>) -> Resu
     }
 }
 
+/// [`materialize`] once per sync: the catalog a source has already made local, or a new one.
+pub fn cached<'a>(
+    slot: &'a mut Option<LocalCatalog>,
+    source: &str,
+    location: &Location,
+    pin: Option<&str>,
+) -> Result<&'a LocalCatalog> {
+    if slot.is_none() {
+        *slot = Some(materialize(source, location, pin)?);
+    }
+    Ok(slot.as_ref().expect("set above"))
+}
+
 fn check_pin(source: &str, item: &str, pin: &str, actual: &str) -> Result<()> {
     if pin.trim().eq_ignore_ascii_case(actual) {
         return Ok(());

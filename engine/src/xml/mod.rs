@@ -3,3 +3,20 @@
 mod update;
 
 pub use update::{UPDATE_NS, XmlError, parse_update};
+
+/// An attribute's unescaped, trimmed value by local name; errors are plain messages.
+pub(crate) fn attr_trimmed(
+    e: &quick_xml::events::BytesStart<'_>,
+    name: &[u8],
+) -> Result<Option<String>, String> {
+    for a in e.attributes() {
+        let a = a.map_err(|x| format!("bad attribute: {x}"))?;
+        if a.key.local_name().as_ref() == name {
+            let v = a
+                .unescape_value()
+                .map_err(|x| format!("bad attribute value: {x}"))?;
+            return Ok(Some(v.trim().to_owned()));
+        }
+    }
+    Ok(None)
+}

@@ -177,31 +177,7 @@ pub fn parse_update(raw: &str) -> Result<Update, XmlError> {
     let mut reader = NsReader::from_str(raw);
     reader.config_mut().check_end_names = true;
 
-    let mut up = Update {
-        identity: Identity {
-            id: UpdateId(uuid::Uuid::nil()),
-            revision: 0,
-        },
-        update_type: UpdateType::Software,
-        publication_state: "Published".into(),
-        creation_date: None,
-        default_language: None,
-        msrc_severity: None,
-        is_beta: false,
-        max_download_size: None,
-        kb_articles: vec![],
-        security_bulletins: vec![],
-        cves: vec![],
-        more_info_url: None,
-        support_url: None,
-        localized: vec![],
-        categories: vec![],
-        relations: vec![],
-        files: vec![],
-        category_kind: None,
-        display_order: None,
-        raw_xml: String::new(),
-    };
+    let mut up = Update::blank();
     let mut st = State {
         stack: Vec::with_capacity(16),
         at_least_one_is_category: false,

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
 
 use super::container::Container;
-use super::location::{LocalCatalog, Location, materialize};
+use super::location::{LocalCatalog, Location, cached};
 use super::{CatalogSource, Fetched, Listing};
 use crate::error::{Error, Result};
 use crate::generate::xmlgen;
@@ -99,14 +99,12 @@ impl SdpCatalogSource {
     }
 
     fn local(&mut self) -> Result<&LocalCatalog> {
-        if self.local.is_none() {
-            self.local = Some(materialize(
-                &self.name,
-                &self.location,
-                self.sha256.as_deref(),
-            )?);
-        }
-        Ok(self.local.as_ref().expect("set above"))
+        cached(
+            &mut self.local,
+            &self.name,
+            &self.location,
+            self.sha256.as_deref(),
+        )
     }
 
     fn open(&mut self) -> Result<(Container, Layout, String)> {

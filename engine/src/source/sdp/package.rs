@@ -2,13 +2,12 @@
 //! product and classification come back as names; the source turns them into categories.
 
 use quick_xml::NsReader;
-use quick_xml::events::{BytesStart, Event};
+use quick_xml::events::Event;
 use quick_xml::name::ResolveResult;
 
 use super::split::SDP_NS;
-use crate::model::{
-    Identity, Localized, RelationKind, Update, UpdateFile, UpdateId, UpdateRef, UpdateType,
-};
+use crate::model::{Localized, RelationKind, Update, UpdateFile, UpdateId, UpdateRef, UpdateType};
+use crate::xml::attr_trimmed as attr;
 
 const DRIVER_NS: &[u8] =
     b"http://schemas.microsoft.com/wsus/2005/04/CorporatePublishing/Installers/WindowsDriver.xsd";
@@ -78,47 +77,13 @@ fn classify(ns: &ResolveResult<'_>, local: &[u8]) -> E {
     }
 }
 
-fn attr(e: &BytesStart<'_>, name: &[u8]) -> Result<Option<String>, String> {
-    for a in e.attributes() {
-        let a = a.map_err(|x| format!("bad attribute: {x}"))?;
-        if a.key.local_name().as_ref() == name {
-            let v = a
-                .unescape_value()
-                .map_err(|x| format!("bad attribute value: {x}"))?;
-            return Ok(Some(v.trim().to_owned()));
-        }
-    }
-    Ok(None)
-}
-
 /// Parses one standalone package. Errors are plain messages; the caller names the package.
 pub(crate) fn parse_package(xml: &str) -> Result<SdpPackage, String> {
     let mut reader = NsReader::from_str(xml);
     reader.config_mut().check_end_names = true;
     let mut up = Update {
-        identity: Identity {
-            id: UpdateId(uuid::Uuid::nil()),
-            revision: 0,
-        },
-        update_type: UpdateType::Software,
-        publication_state: "Published".into(),
-        creation_date: None,
         default_language: Some("en".into()),
-        msrc_severity: None,
-        is_beta: false,
-        max_download_size: None,
-        kb_articles: vec![],
-        security_bulletins: vec![],
-        cves: vec![],
-        more_info_url: None,
-        support_url: None,
-        localized: vec![],
-        categories: vec![],
-        relations: vec![],
-        files: vec![],
-        category_kind: None,
-        display_order: None,
-        raw_xml: String::new(),
+        ..Update::blank()
     };
     let mut vendor = None;
     let mut product = None;

@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 use package::{Entry, PackageXml, capture_raw, read_package_xml};
 
 use super::cab_stream::for_each_file;
-use super::location::{LocalCatalog, Location, materialize};
+use super::location::{LocalCatalog, Location, cached};
 use super::{CatalogSource, Fetched, Listing};
 use crate::error::{Error, Result};
 use crate::filter::LanguageSelection;
@@ -100,14 +100,13 @@ impl Wsusscn2Source {
     }
 
     fn local(&mut self) -> Result<PathBuf> {
-        if self.local.is_none() {
-            self.local = Some(materialize(
-                &self.name,
-                &self.location,
-                self.sha256.as_deref(),
-            )?);
-        }
-        Ok(self.local.as_ref().expect("set above").path.clone())
+        cached(
+            &mut self.local,
+            &self.name,
+            &self.location,
+            self.sha256.as_deref(),
+        )
+        .map(|l| l.path.clone())
     }
 }
 

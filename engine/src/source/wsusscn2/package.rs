@@ -9,6 +9,7 @@ use quick_xml::Writer;
 use quick_xml::events::{BytesStart, Event};
 
 use crate::model::{CategoryKind, Identity, UpdateId};
+use crate::xml::attr_trimmed as attr;
 
 /// One `Updates/Update` of package.xml.
 #[derive(Debug, Clone)]
@@ -67,19 +68,6 @@ fn tag(local: &[u8]) -> Tag {
         b"SupersededBy" => Tag::SupersededBy,
         _ => Tag::Other,
     }
-}
-
-fn attr(e: &BytesStart<'_>, name: &[u8]) -> Result<Option<String>, String> {
-    for a in e.attributes() {
-        let a = a.map_err(|x| format!("bad attribute: {x}"))?;
-        if a.key.local_name().as_ref() == name {
-            let v = a
-                .unescape_value()
-                .map_err(|x| format!("bad attribute value: {x}"))?;
-            return Ok(Some(v.trim().to_owned()));
-        }
-    }
-    Ok(None)
 }
 
 fn need(e: &BytesStart<'_>, name: &[u8], what: &str) -> Result<String, String> {
