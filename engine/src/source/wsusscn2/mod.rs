@@ -43,20 +43,24 @@ use crate::xml::{UPDATE_NS, parse_update};
 const OFFLINE_NS: &str = "http://schemas.microsoft.com/msus/2004/02/OfflineSync";
 /// Prefixes core fragments use without declaring them (their declarations lived on the
 /// document they were cut from); each is declared only when a fragment uses it.
+/// (how an element with the prefix starts, its declaration).
 const FRAGMENT_PREFIXES: &[(&str, &str)] = &[
     (
-        "bar",
-        "http://schemas.microsoft.com/msus/2002/12/BaseApplicabilityRules",
+        "<bar:",
+        " xmlns:bar=\"http://schemas.microsoft.com/msus/2002/12/BaseApplicabilityRules\"",
     ),
     (
-        "lar",
-        "http://schemas.microsoft.com/msus/2002/12/LogicalApplicabilityRules",
+        "<lar:",
+        " xmlns:lar=\"http://schemas.microsoft.com/msus/2002/12/LogicalApplicabilityRules\"",
     ),
     (
-        "cat",
-        "http://schemas.microsoft.com/msus/2002/12/UpdateHandlers/Category",
+        "<cat:",
+        " xmlns:cat=\"http://schemas.microsoft.com/msus/2002/12/UpdateHandlers/Category\"",
     ),
-    ("xsi", "http://www.w3.org/2001/XMLSchema-instance"),
+    (
+        "xsi:",
+        " xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\"",
+    ),
 ];
 /// Wanted core fragments one fragment cab may hold while it is read once; above this the
 /// cab is read twice instead.
@@ -524,23 +528,13 @@ impl Walk<'_, '_> {
         doc.push_str("<Update xmlns=\"");
         doc.push_str(std::str::from_utf8(UPDATE_NS).expect("ASCII"));
         doc.push('"');
-        for (prefix, uri) in FRAGMENT_PREFIXES {
-            let used = |t: &str| t.contains(&format!("{prefix}:"));
-            let declared = |t: &str| t.contains(&format!("xmlns:{prefix}="));
-            let texts = core
-                .iter()
-                .chain(f.extended.iter())
-                .chain(f.localized.iter());
-            let mut need = false;
-            for t in texts {
-                if declared(t) {
-                    need = false;
-                    break;
-                }
-                need |= used(t);
-            }
-            if need {
-                doc.push_str(&format!(" xmlns:{prefix}=\"{uri}\""));
+        // Core and extended fragments are where applicability rules and handler data use
+        // prefixes; a fragment that declares one itself needs nothing from the wrapper.
+        for (usage, declaration) in FRAGMENT_PREFIXES {
+            let name = &declaration[1..declaration.find('=').unwrap_or(1)];
+            let texts = || core.iter().chain(f.extended.iter());
+            if texts().any(|t| t.contains(usage)) && !texts().any(|t| t.contains(name)) {
+                doc.push_str(declaration);
             }
         }
         doc.push('>');
