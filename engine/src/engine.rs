@@ -261,6 +261,16 @@ impl Engine {
         )
     }
 
+    /// Writes the active catalog as a `wsusutil export` package (see [`crate::export`]).
+    /// Reads a snapshot: a sync may run meanwhile.
+    pub fn export_wsus(&self, out: &std::path::Path) -> Result<crate::export::ExportSummary> {
+        let server_id = crate::generate::xmlgen::guid_from(&format!(
+            "patchsync-site:{}",
+            self.config.site_name
+        ));
+        crate::export::export_wsus(&self.store, out, &server_id)
+    }
+
     /// Removes the pin of `id`; the next sync decides it by the filter again. Returns
     /// whether it was pinned.
     pub fn unpin(&mut self, id: UpdateId) -> Result<bool> {

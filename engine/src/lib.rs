@@ -31,6 +31,7 @@ pub mod config;
 mod engine;
 pub mod error;
 pub mod events;
+pub mod export;
 pub mod filter;
 pub mod generate;
 pub mod model;

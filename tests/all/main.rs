@@ -7,6 +7,7 @@ mod cli;
 mod common;
 mod crash;
 mod delta;
+mod export;
 mod filters;
 mod generator;
 mod offline;

@@ -123,6 +123,14 @@ fn the_real_offline_scan_file_reads_field_by_field() {
     let raw = site.cli(&["show", "0a51549b-4e86-4a26-97d4-9e3567f24ea1", "--xml"]);
     let raw = String::from_utf8_lossy(&raw.stdout);
     assert!(raw.contains("<SupersededBy>"), "{raw}");
+    // The superseder's stored XML says what package.xml's SupersededBy resolved to.
+    let raw = site.cli(&["show", "05a7711a-079e-4fbb-8d1a-9015c92a2ae0", "--xml"]);
+    let raw = String::from_utf8_lossy(&raw.stdout);
+    let superseded = raw.split("<SupersededUpdates>").nth(1).unwrap_or_default();
+    assert!(
+        superseded.contains("0a51549b-4e86-4a26-97d4-9e3567f24ea1"),
+        "{raw}"
+    );
     assert!(raw.contains("AutoSelectOnWebSites=\"true\""), "{raw}");
 
     let again = site.sync();

@@ -170,6 +170,11 @@ fn hp_catalog_reproduces_the_vendor_counts() {
     );
     let show = site.cli_json(&["show", "00004850-0000-0000-5350-000000065001", "--json"]);
     let text = show.to_string();
+    assert_eq!(show["files"][0]["name"], "sp65001.exe", "{text}");
+    assert_eq!(
+        show["files"][0]["url"],
+        "http://ftp.hp.com/pub/softpaq/sp65001-65500/sp65001.exe"
+    );
     assert!(
         text.contains("AMD Video Driver and Control Panel"),
         "{text}"

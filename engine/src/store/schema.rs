@@ -156,4 +156,15 @@ CREATE TABLE pins (
     pinned_at TEXT NOT NULL
 ) WITHOUT ROWID;
 "#,
+    // 3: `files.uid` held the update's GUID instead of its integer uid in stores written
+    // before this migration; point those rows at their update and drop the ones a rewrite
+    // left behind.
+    r#"
+UPDATE files SET uid = (SELECT u.uid FROM updates u WHERE u.id = files.uid)
+ WHERE typeof(uid) = 'text';
+DELETE FROM files WHERE uid IS NULL OR typeof(uid) = 'text';
+DELETE FROM files WHERE rowid NOT IN (
+    SELECT MIN(rowid) FROM files GROUP BY uid, name, digest, size
+);
+"#,
 ];

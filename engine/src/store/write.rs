@@ -263,7 +263,7 @@ impl<'c> SyncWriter<'c> {
                 .map_err(e)?;
             for f in &u.files {
                 s.execute(params![
-                    id,
+                    uid,
                     f.name,
                     f.size.map(|x| x as i64),
                     f.digest,

@@ -149,6 +149,32 @@ pub fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+        Command::Export {
+            format: crate::ExportFormat::Wsus,
+            out,
+            json: as_json,
+        } => {
+            let engine = Engine::open_path(&cli.config)?;
+            let s = engine.export_wsus(&out)?;
+            if as_json {
+                return json(&s);
+            }
+            out!(
+                "Wrote {}: {} update revisions, {} files with URLs{}",
+                out.display(),
+                s.records,
+                s.files,
+                if s.skipped_vendor_packages > 0 {
+                    format!(
+                        "; {} vendor (SDP) packages left out: WSUS takes those through a publishing tool",
+                        s.skipped_vendor_packages
+                    )
+                } else {
+                    String::new()
+                }
+            );
+            Ok(())
+        }
         Command::Unpin { id } => {
             let id = UpdateId::parse(&id).map_err(anyhow::Error::msg)?;
             let mut engine = Engine::open_path(&cli.config)?;

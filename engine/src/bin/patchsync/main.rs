@@ -97,6 +97,17 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write the store's active catalog to a file another system reads.
+    Export {
+        /// `wsus`: a `wsusutil export` CAB (package.xml + metadata.txt) for a WSUS server or
+        /// another site's wsus-export source.
+        #[arg(long, value_enum)]
+        format: ExportFormat,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Remove the pin `import-update` set; the next sync decides the update by the filter.
     Unpin {
         /// The update's GUID.
@@ -155,6 +166,11 @@ pub enum Command {
         #[arg(long, default_value_t = 20000)]
         updates: usize,
     },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum ExportFormat {
+    Wsus,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]

@@ -540,10 +540,25 @@ impl Walk<'_, '_> {
         doc.push('>');
         match &core {
             Some(c) => doc.push_str(c),
-            None => doc.push_str(&format!(
-                "<UpdateIdentity UpdateID=\"{}\" RevisionNumber=\"{}\" /><Properties UpdateType=\"Software\" />",
-                id.id, id.revision
-            )),
+            // Without a core fragment, the identity, categories and prerequisites package.xml
+            // gives are written as update XML, so the stored metadata reads back the same.
+            None => {
+                doc.push_str(&format!(
+                    "<UpdateIdentity UpdateID=\"{}\" RevisionNumber=\"{}\" /><Properties UpdateType=\"Software\" />",
+                    id.id, id.revision
+                ));
+                let mut rel = String::from("<Relationships><Prerequisites>");
+                for p in &entry.prerequisites {
+                    rel.push_str(&format!("<UpdateIdentity UpdateID=\"{p}\" />"));
+                }
+                for (_, c) in &entry.categories {
+                    rel.push_str(&format!(
+                        "<AtLeastOne IsCategory=\"true\"><UpdateIdentity UpdateID=\"{c}\" /></AtLeastOne>"
+                    ));
+                }
+                rel.push_str("</Prerequisites></Relationships>");
+                doc.push_str(&rel);
+            }
         }
         doc.push_str("<LocalizedPropertiesCollection>");
         for l in &f.localized {
@@ -572,7 +587,14 @@ impl Walk<'_, '_> {
                 ),
             ));
         }
+        let (cats, rels) = (u.categories.len(), u.relations.len());
         self.merge(&entry, &mut u);
+        if u.categories.len() > cats || u.relations.len() > rels {
+            // What package.xml added goes into the stored XML too, so it reads back the same
+            // (from this store, or from an export of it).
+            patch_relationships(&mut doc, &u.categories[cats..], &u.relations[rels..]);
+            u.raw_xml = doc;
+        }
         Ok(u)
     }
 
@@ -710,6 +732,89 @@ impl Walk<'_, '_> {
         }
         self.make_plan()?;
         Ok(true)
+    }
+}
+
+/// Writes categories and relations into the `Relationships` of an assembled revision (the
+/// part before its `LocalizedPropertiesCollection`), creating the containers it lacks in
+/// schema order: `Prerequisites`, `BundledUpdates`, `SupersededUpdates`.
+fn patch_relationships(doc: &mut String, cats: &[UpdateId], rels: &[(RelationKind, UpdateRef)]) {
+    let mut prereq = String::new();
+    let mut any = String::new();
+    let mut bundled = String::new();
+    let mut superseded = String::new();
+    for (kind, r) in rels {
+        match kind {
+            RelationKind::Prerequisite => {
+                prereq.push_str(&format!("<UpdateIdentity UpdateID=\"{}\" />", r.id))
+            }
+            RelationKind::PrerequisiteAnyOf => {
+                any.push_str(&format!("<UpdateIdentity UpdateID=\"{}\" />", r.id))
+            }
+            RelationKind::Bundled => bundled.push_str(&match r.revision {
+                Some(rev) => format!(
+                    "<UpdateIdentity UpdateID=\"{}\" RevisionNumber=\"{rev}\" />",
+                    r.id
+                ),
+                None => format!("<UpdateIdentity UpdateID=\"{}\" />", r.id),
+            }),
+            RelationKind::Superseded => {
+                superseded.push_str(&format!("<UpdateIdentity UpdateID=\"{}\" />", r.id))
+            }
+        }
+    }
+    if !any.is_empty() {
+        prereq.push_str(&format!("<AtLeastOne>{any}</AtLeastOne>"));
+    }
+    for c in cats {
+        prereq.push_str(&format!(
+            "<AtLeastOne IsCategory=\"true\"><UpdateIdentity UpdateID=\"{c}\" /></AtLeastOne>"
+        ));
+    }
+    let core_end = |d: &String| d.find("<LocalizedPropertiesCollection>").unwrap_or(d.len());
+    for empty in ["<Relationships/>", "<Relationships />"] {
+        if let Some(i) = doc[..core_end(doc)].find(empty) {
+            doc.replace_range(i..i + empty.len(), "<Relationships></Relationships>");
+        }
+    }
+    if !doc[..core_end(doc)].contains("<Relationships>") {
+        let at = core_end(doc);
+        doc.insert_str(at, "<Relationships></Relationships>");
+    }
+    for (container, xml) in [
+        ("Prerequisites", prereq),
+        ("BundledUpdates", bundled),
+        ("SupersededUpdates", superseded),
+    ] {
+        if xml.is_empty() {
+            continue;
+        }
+        let region = &doc[..core_end(doc)];
+        let close = format!("</{container}>");
+        if let Some(i) = region.find(&close) {
+            doc.insert_str(i, &xml);
+            continue;
+        }
+        let wrapped = format!("<{container}>{xml}</{container}>");
+        if let Some((i, len)) = [format!("<{container}/>"), format!("<{container} />")]
+            .iter()
+            .find_map(|e| region.find(e.as_str()).map(|i| (i, e.len())))
+        {
+            doc.replace_range(i..i + len, &wrapped);
+            continue;
+        }
+        let at = match container {
+            "Prerequisites" => region
+                .find("<Relationships>")
+                .map(|i| i + "<Relationships>".len()),
+            "BundledUpdates" => region
+                .find("<SupersededUpdates")
+                .or_else(|| region.find("</Relationships>")),
+            _ => region.find("</Relationships>"),
+        };
+        if let Some(at) = at {
+            doc.insert_str(at, &wrapped);
+        }
     }
 }
 
