@@ -266,11 +266,15 @@ pub enum Serve {
     Status(u16),
     /// Announces the whole body's length, sends `cut` bytes, then closes.
     CutOff(Vec<u8>, usize),
+    /// 200 with this body and ETag, or 304 to a request that names the ETag.
+    Cached(Vec<u8>, String),
 }
 
 /// A real HTTP/1.1 server on 127.0.0.1 answering every request the same way, until dropped.
 pub struct HttpServer {
     pub url: String,
+    /// Responses that carried a body (not 304).
+    pub bodies: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     handle: Option<std::thread::JoinHandle<()>>,
 }
@@ -284,6 +288,8 @@ impl HttpServer {
         let url = format!("http://{}{path}", listener.local_addr().unwrap());
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
+        let bodies = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = bodies.clone();
         let handle = std::thread::spawn(move || {
             while !flag.load(Ordering::Relaxed) {
                 let (mut sock, _) = match listener.accept() {
@@ -296,16 +302,32 @@ impl HttpServer {
                 sock.set_nonblocking(false).ok();
                 let mut r = BufReader::new(sock.try_clone().expect("clone"));
                 let mut line = String::new();
+                let mut if_none_match = None;
                 while r.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("if-none-match:") {
+                        if_none_match = Some(v.trim().to_owned());
+                    }
                     line.clear();
                 }
+                let mut extra = String::new();
                 let (status, body, send) = match &answer {
                     Serve::Body(b) => (200, b.clone(), b.len()),
                     Serve::Status(s) => (*s, b"no such catalog".to_vec(), 15),
                     Serve::CutOff(b, cut) => (200, b.clone(), *cut),
+                    Serve::Cached(b, etag) => {
+                        extra = format!("ETag: {etag}\r\n");
+                        if if_none_match.as_deref() == Some(etag.to_ascii_lowercase().as_str()) {
+                            (304, Vec::new(), 0)
+                        } else {
+                            (200, b.clone(), b.len())
+                        }
+                    }
                 };
+                if status != 304 {
+                    counted.fetch_add(1, Ordering::Relaxed);
+                }
                 let head = format!(
-                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    "HTTP/1.1 {status} X\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
                     body.len()
                 );
                 let _ = sock.write_all(head.as_bytes());
@@ -315,6 +337,7 @@ impl HttpServer {
         });
         HttpServer {
             url,
+            bodies,
             stop,
             handle: Some(handle),
         }

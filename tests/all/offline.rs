@@ -332,3 +332,57 @@ fn reading_fragment_cabs_once_or_twice_stores_the_same() {
     let raw = String::from_utf8(raw).unwrap();
     assert!(!raw.contains("<Language>fr</Language>"), "{raw}");
 }
+
+#[test]
+fn an_offline_scan_file_can_come_from_a_url() {
+    let Some(cab) = shared_data("wsusscn2/wsusscn2.cab") else {
+        return;
+    };
+    let bytes = std::fs::read(&cab).unwrap();
+    let server = crate::common::HttpServer::start(
+        "/microsoftupdate/v6/wsusscan/wsusscn2.cab",
+        crate::common::Serve::Cached(bytes.clone(), "\"v1\"".into()),
+    );
+    let site = Site::new();
+    std::fs::write(
+        site.config_path(),
+        format!(
+            "[site]\nname = \"URL\"\nstore = \"data/patchsync.db\"\n[[source]]\nname = \"scan\"\nkind = \"wsusscn2\"\npath = {:?}\n[filter]\nproducts = [\"*\"]\n",
+            server.url
+        ),
+    )
+    .unwrap();
+    let r = site.sync();
+    assert_eq!(r.updates, 4, "{r:?}");
+    assert_eq!(server.bodies.load(std::sync::atomic::Ordering::Relaxed), 1);
+    // Unchanged: the server says "not modified" to the ETag the last sync kept, so nothing
+    // is downloaded or read again.
+    let again = site.sync();
+    assert_eq!(
+        again.sources[0].outcome,
+        patchsync::sync::SourceOutcome::Unchanged
+    );
+    assert_eq!(server.bodies.load(std::sync::atomic::Ordering::Relaxed), 1);
+    // A full sync needs the contents: downloaded again, whatever the server said before.
+    let full = site.cli_json(&["sync", "--full", "--json"]);
+    assert_eq!(full["unchanged"], 4, "{full}");
+    assert_eq!(server.bodies.load(std::sync::atomic::Ordering::Relaxed), 2);
+    drop(server);
+    // Cut off half way: refused, nothing changes.
+    let before = site.snapshot();
+    let cut = crate::common::HttpServer::start(
+        "/microsoftupdate/v6/wsusscan/wsusscn2.cab",
+        crate::common::Serve::CutOff(bytes.clone(), bytes.len() / 2),
+    );
+    std::fs::write(
+        site.config_path(),
+        format!(
+            "[site]\nname = \"URL\"\nstore = \"data/patchsync.db\"\n[[source]]\nname = \"scan\"\nkind = \"wsusscn2\"\npath = {:?}\n[filter]\nproducts = [\"*\"]\n",
+            cut.url
+        ),
+    )
+    .unwrap();
+    let err = site.try_sync().unwrap_err().to_string();
+    assert!(err.contains("cut off"), "{err}");
+    assert_eq!(site.snapshot(), before);
+}

@@ -56,7 +56,101 @@ pub struct LocalCatalog {
     pub path: PathBuf,
     /// Cheap "may have changed" string: size and time for a file, the digest for a download.
     pub fingerprint: String,
+    /// What the server said of a download, for the next sync's "changed since?".
+    pub validators: Validators,
     _download: Option<tempfile::TempPath>,
+}
+
+/// A server's validators for the last download (`ETag`, `Last-Modified`) and the
+/// fingerprint that download had. Kept in the source's cursor, so the next sync asks the
+/// server whether the catalog changed instead of downloading it again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Validators {
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    pub fingerprint: Option<String>,
+}
+
+/// One source's catalog file for one sync: downloaded at most once, and not at all when the
+/// server says it has not changed since the validators the last sync kept and nothing needs
+/// the file's contents.
+#[derive(Debug)]
+pub struct CatalogFile {
+    source: String,
+    location: Location,
+    pin: Option<String>,
+    previous: Validators,
+    local: Option<LocalCatalog>,
+}
+
+impl CatalogFile {
+    pub fn new(source: &str, location: Location, pin: Option<String>) -> Self {
+        CatalogFile {
+            source: source.to_owned(),
+            location,
+            pin,
+            previous: Validators::default(),
+            local: None,
+        }
+    }
+
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// What the last successful sync kept.
+    pub fn resume(&mut self, previous: Option<Validators>) {
+        self.previous = previous.unwrap_or_default();
+    }
+
+    /// The catalog's fingerprint. For a URL with validators from the last sync this is a
+    /// conditional request: "not modified" answers with the last fingerprint, downloading
+    /// nothing.
+    pub fn fingerprint(&mut self) -> Result<String> {
+        if let Some(l) = &self.local {
+            return Ok(l.fingerprint.clone());
+        }
+        if let (Location::Url(url), Some(fp)) = (&self.location, &self.previous.fingerprint)
+            && (self.previous.etag.is_some() || self.previous.last_modified.is_some())
+        {
+            match download(&self.source, url, self.pin.as_deref(), Some(&self.previous))? {
+                None => {
+                    // Not modified: the file is the one the pin (if any) was checked against,
+                    // unless the pin itself changed since.
+                    if let Some(pin) = &self.pin {
+                        let had = fp.trim_start_matches("sha256:");
+                        check_pin(&self.source, url, pin, had)?;
+                    }
+                    return Ok(fp.clone());
+                }
+                Some(l) => {
+                    let fp = l.fingerprint.clone();
+                    self.local = Some(l);
+                    return Ok(fp);
+                }
+            }
+        }
+        Ok(self.local()?.fingerprint.clone())
+    }
+
+    /// The file to read, downloaded now if the fingerprint did not need to.
+    pub fn local(&mut self) -> Result<&LocalCatalog> {
+        cached(
+            &mut self.local,
+            &self.source,
+            &self.location,
+            self.pin.as_deref(),
+        )
+    }
+
+    /// The validators to keep for the next sync.
+    pub fn validators(&self) -> Option<Validators> {
+        match (&self.location, &self.local) {
+            (Location::Path(_), _) => None,
+            (Location::Url(_), Some(l)) => Some(l.validators.clone()),
+            (Location::Url(_), None) => Some(self.previous.clone()),
+        }
+    }
 }
 
 /// Makes `location` readable as a local file, checking the optional SHA-256 pin (hex).
@@ -78,10 +172,11 @@ pub fn materialize(source: &str, location: &Location, pin: Option<&str>) -> Resu
             Ok(LocalCatalog {
                 path: path.clone(),
                 fingerprint,
+                validators: Validators::default(),
                 _download: None,
             })
         }
-        Location::Url(url) => download(source, url, pin),
+        Location::Url(url) => Ok(download(source, url, pin, None)?.expect("unconditional")),
     }
 }
 
@@ -130,7 +225,14 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn download(source: &str, url: &str, pin: Option<&str>) -> Result<LocalCatalog> {
+/// Downloads `url`; with `since`, asks for it only if it changed and returns `None` when
+/// the server answers "not modified".
+fn download(
+    source: &str,
+    url: &str,
+    pin: Option<&str>,
+    since: Option<&Validators>,
+) -> Result<Option<LocalCatalog>> {
     let fail = |m: String| Error::source(source, url, m);
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(DOWNLOAD_TIMEOUT))
@@ -139,30 +241,42 @@ fn download(source: &str, url: &str, pin: Option<&str>) -> Result<LocalCatalog> 
         .http_status_as_error(false)
         .build()
         .into();
-    let mut response = agent
-        .get(url)
-        .header(
-            "User-Agent",
-            concat!("patchsync/", env!("CARGO_PKG_VERSION")),
-        )
-        .call()
-        .map_err(|e| {
-            fail(format!(
-                "download failed: {e}; check the URL and the network"
-            ))
-        })?;
+    let mut request = agent.get(url).header(
+        "User-Agent",
+        concat!("patchsync/", env!("CARGO_PKG_VERSION")),
+    );
+    if let Some(v) = since {
+        if let Some(etag) = &v.etag {
+            request = request.header("If-None-Match", etag.as_str());
+        }
+        if let Some(lm) = &v.last_modified {
+            request = request.header("If-Modified-Since", lm.as_str());
+        }
+    }
+    let mut response = request.call().map_err(|e| {
+        fail(format!(
+            "download failed: {e}; check the URL and the network"
+        ))
+    })?;
     let status = response.status();
+    if since.is_some() && status.as_u16() == 304 {
+        return Ok(None);
+    }
     if !status.is_success() {
         return Err(fail(format!(
             "the server answered HTTP {}; check the URL (the store is unchanged)",
             status
         )));
     }
-    let expected: Option<u64> = response
-        .headers()
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok());
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().to_owned())
+    };
+    let expected: Option<u64> = header("content-length").and_then(|v| v.parse().ok());
+    let (etag, last_modified) = (header("etag"), header("last-modified"));
     let tmp = tempfile::Builder::new()
         .prefix("patchsync-download-")
         .tempfile()
@@ -203,11 +317,17 @@ fn download(source: &str, url: &str, pin: Option<&str>) -> Result<LocalCatalog> 
     if let Some(pin) = pin {
         check_pin(source, url, pin, &digest)?;
     }
-    Ok(LocalCatalog {
+    let fingerprint = format!("sha256:{digest}");
+    Ok(Some(LocalCatalog {
         path: temp_path.to_path_buf(),
-        fingerprint: format!("sha256:{digest}"),
+        validators: Validators {
+            etag,
+            last_modified,
+            fingerprint: Some(fingerprint.clone()),
+        },
+        fingerprint,
         _download: Some(temp_path),
-    })
+    }))
 }
 
 #[cfg(test)]

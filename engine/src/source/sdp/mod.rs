@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
 
 use super::container::Container;
-use super::location::{LocalCatalog, Location, cached};
+use super::location::{CatalogFile, Location, Validators};
 use super::{CatalogSource, Fetched, Listing};
 use crate::error::{Error, Result};
 use crate::generate::xmlgen;
@@ -40,6 +40,9 @@ struct Cursor {
     packages: BTreeMap<UpdateId, PackageMark>,
     /// Categories the packages named: id → (kind, title, parent).
     categories: BTreeMap<UpdateId, CategoryMark>,
+    /// The server's validators for a catalog given by URL.
+    #[serde(default)]
+    remote: Option<Validators>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,9 +76,7 @@ enum Layout {
 /// A vendor catalog.
 pub struct SdpCatalogSource {
     name: String,
-    location: Location,
-    sha256: Option<String>,
-    local: Option<LocalCatalog>,
+    file: CatalogFile,
     previous: Cursor,
     next: Cursor,
     warned: HashSet<String>,
@@ -83,11 +84,10 @@ pub struct SdpCatalogSource {
 
 impl SdpCatalogSource {
     pub fn new(name: impl Into<String>, location: Location, sha256: Option<String>) -> Self {
+        let name = name.into();
         SdpCatalogSource {
-            name: name.into(),
-            location,
-            sha256,
-            local: None,
+            name: name.clone(),
+            file: CatalogFile::new(&name, location, sha256),
             previous: Cursor::default(),
             next: Cursor::default(),
             warned: HashSet::new(),
@@ -98,18 +98,9 @@ impl SdpCatalogSource {
         Error::source(&self.name, item, message)
     }
 
-    fn local(&mut self) -> Result<&LocalCatalog> {
-        cached(
-            &mut self.local,
-            &self.name,
-            &self.location,
-            self.sha256.as_deref(),
-        )
-    }
-
     fn open(&mut self) -> Result<(Container, Layout, String)> {
-        let shown = self.location.display();
-        let path = self.local()?.path.clone();
+        let shown = self.file.location().display();
+        let path = self.file.local()?.path.clone();
         let mut c = Container::open(&self.name, &path, &shown)?;
         let layout = self.layout(&mut c, &shown)?;
         Ok((c, layout, shown))
@@ -355,6 +346,7 @@ impl SdpCatalogSource {
         self.next = Cursor {
             packages: BTreeMap::new(),
             categories: self.previous.categories.clone(),
+            remote: None,
         };
         let (mut c, layout, shown) = self.open()?;
         let mut entries: Vec<Identity> = Vec::new();
@@ -557,14 +549,16 @@ impl CatalogSource for SdpCatalogSource {
         self.previous = cursor
             .and_then(|c| serde_json::from_str(c).ok())
             .unwrap_or_default();
+        self.file.resume(self.previous.remote.clone());
     }
 
     fn cursor(&mut self) -> Option<String> {
+        self.next.remote = self.file.validators();
         serde_json::to_string(&self.next).ok()
     }
 
     fn fingerprint(&mut self) -> Result<Option<String>> {
-        Ok(Some(self.local()?.fingerprint.clone()))
+        self.file.fingerprint().map(Some)
     }
 
     fn list(&mut self) -> Result<Listing> {

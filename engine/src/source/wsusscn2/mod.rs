@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 use package::{Entry, PackageXml, capture_raw, read_package_xml};
 
 use super::cab_stream::for_each_file;
-use super::location::{LocalCatalog, Location, cached};
+use super::location::{CatalogFile, Location, Validators};
 use super::{CatalogSource, Fetched, Listing};
 use crate::error::{Error, Result};
 use crate::filter::LanguageSelection;
@@ -68,12 +68,17 @@ const ONE_PASS_CORE_BUDGET: u64 = 64 << 20;
 /// Marks the early end of a listing pass (package.xml is all a listing needs).
 const STOP: &str = "patchsync: listing complete";
 
+/// What the source keeps between syncs: the server's validators for a URL.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Cursor {
+    #[serde(default)]
+    remote: Option<Validators>,
+}
+
 /// An offline scan file.
 pub struct Wsusscn2Source {
     name: String,
-    location: Location,
-    sha256: Option<String>,
-    local: Option<LocalCatalog>,
+    file: CatalogFile,
     /// Localized fragments (`l/<lang>/`) of other languages are not read.
     languages: Option<LanguageSelection>,
     /// package.xml as `list` read it, so `fetch` only copies out the entries it wants.
@@ -84,11 +89,10 @@ pub struct Wsusscn2Source {
 
 impl Wsusscn2Source {
     pub fn new(name: impl Into<String>, location: Location, sha256: Option<String>) -> Self {
+        let name = name.into();
         Wsusscn2Source {
-            name: name.into(),
-            location,
-            sha256,
-            local: None,
+            name: name.clone(),
+            file: CatalogFile::new(&name, location, sha256),
             languages: None,
             listed: None,
             one_pass_budget: ONE_PASS_CORE_BUDGET,
@@ -104,13 +108,7 @@ impl Wsusscn2Source {
     }
 
     fn local(&mut self) -> Result<PathBuf> {
-        cached(
-            &mut self.local,
-            &self.name,
-            &self.location,
-            self.sha256.as_deref(),
-        )
-        .map(|l| l.path.clone())
+        self.file.local().map(|l| l.path.clone())
     }
 }
 
@@ -861,7 +859,7 @@ impl Wsusscn2Source {
         sink: Option<&'a mut (dyn FnMut(Fetched) -> Result<()> + 's)>,
     ) -> Result<Listing> {
         let path = self.local()?;
-        let shown = self.location.display();
+        let shown = self.file.location().display();
         let sink_given = sink.is_some();
         let spool = tempfile::Builder::new()
             .prefix("patchsync-wsusscn2-")
@@ -965,9 +963,21 @@ impl CatalogSource for Wsusscn2Source {
         self.languages = Some(keep.clone());
     }
 
+    fn resume(&mut self, cursor: Option<&str>) {
+        let remote = cursor.and_then(|c| serde_json::from_str::<Cursor>(c).ok());
+        self.file.resume(remote.and_then(|c| c.remote));
+    }
+
+    fn cursor(&mut self) -> Option<String> {
+        let c = Cursor {
+            remote: self.file.validators(),
+        };
+        c.remote.as_ref()?;
+        serde_json::to_string(&c).ok()
+    }
+
     fn fingerprint(&mut self) -> Result<Option<String>> {
-        self.local()?;
-        Ok(self.local.as_ref().map(|l| l.fingerprint.clone()))
+        self.file.fingerprint().map(Some)
     }
 
     fn list(&mut self) -> Result<Listing> {
