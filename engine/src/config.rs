@@ -19,6 +19,22 @@ struct RawConfig {
     source: Vec<Spanned<RawSource>>,
     #[serde(default)]
     filter: Option<RawFilter>,
+    #[serde(default)]
+    supersedence: Option<RawSupersedence>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSupersedence {
+    /// "never" (default), "immediately", or "after N months".
+    #[serde(default)]
+    expire: Option<Spanned<String>>,
+    /// The same choice for feature upgrades (classification Upgrades); default: as `expire`.
+    #[serde(default)]
+    feature_upgrades: Option<Spanned<String>>,
+    /// Delete updates expired for longer than this many days (pinned ones excepted).
+    #[serde(default)]
+    delete_expired_after_days: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -113,6 +129,49 @@ pub struct FilterConfig {
     pub languages: LanguageSelection,
 }
 
+/// When a superseded update expires (Configuration Manager's supersedence rules).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpireAfter {
+    Never,
+    Immediately,
+    /// This many months after the superseding update's creation date.
+    Months(u32),
+}
+
+impl ExpireAfter {
+    /// `never`, `immediately`, `after 3 months`, `3 months` (any case).
+    pub fn parse(text: &str) -> Option<ExpireAfter> {
+        let t = text.trim().to_ascii_lowercase();
+        match t.as_str() {
+            "never" => return Some(ExpireAfter::Never),
+            "immediately" => return Some(ExpireAfter::Immediately),
+            _ => {}
+        }
+        let t = t.strip_prefix("after ").unwrap_or(&t);
+        let (n, unit) = t.split_once(' ')?;
+        let n: u32 = n.trim().parse().ok()?;
+        matches!(unit.trim(), "month" | "months").then_some(ExpireAfter::Months(n))
+    }
+}
+
+/// Supersedence and cleanup settings (`[supersedence]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SupersedencePolicy {
+    pub updates: ExpireAfter,
+    pub feature_upgrades: ExpireAfter,
+    pub delete_expired_after_days: Option<u32>,
+}
+
+impl Default for SupersedencePolicy {
+    fn default() -> Self {
+        SupersedencePolicy {
+            updates: ExpireAfter::Never,
+            feature_upgrades: ExpireAfter::Never,
+            delete_expired_after_days: None,
+        }
+    }
+}
+
 /// A validated site configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -123,6 +182,7 @@ pub struct Config {
     pub log_path: PathBuf,
     pub sources: Vec<SourceConfig>,
     pub filter: FilterConfig,
+    pub supersedence: SupersedencePolicy,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -289,7 +349,38 @@ impl Config {
         .unwrap_or_else(|| vec!["*".into()]);
         let languages = list(f.and_then(|f| f.languages.as_ref()), "languages")?
             .unwrap_or_else(|| vec!["en".into()]);
+        let mut supersedence = SupersedencePolicy::default();
+        if let Some(raw) = &raw.supersedence {
+            let rule = |v: &Spanned<String>, key: &str| {
+                ExpireAfter::parse(v.get_ref()).ok_or_else(|| {
+                    fail(
+                        Some(v.span()),
+                        format!(
+                            "[supersedence] {key}: '{}' is not \"never\", \"immediately\" or \"after N months\"",
+                            v.get_ref()
+                        ),
+                    )
+                })
+            };
+            if let Some(v) = &raw.expire {
+                supersedence.updates = rule(v, "expire")?;
+            }
+            supersedence.feature_upgrades = match &raw.feature_upgrades {
+                Some(v) => rule(v, "feature_upgrades")?,
+                None => supersedence.updates,
+            };
+            if let Some(d) = &raw.delete_expired_after_days {
+                let days = u32::try_from(*d.get_ref()).map_err(|_| {
+                    fail(
+                        Some(d.span()),
+                        "[supersedence] delete_expired_after_days: must be 0 or more".into(),
+                    )
+                })?;
+                supersedence.delete_expired_after_days = Some(days);
+            }
+        }
         Ok(Config {
+            supersedence,
             file: file.to_owned(),
             site_name: site.name.get_ref().trim().to_owned(),
             store_path,
@@ -343,6 +434,15 @@ products = []
 classifications = ["Security Updates", "Critical Updates"]
 # Languages whose titles and descriptions are kept; English is always kept.
 languages = ["en"]
+
+# [supersedence]
+# When an update superseded by another update in the store expires: "never" (default),
+# "immediately", or "after N months" (counted from the superseding update's creation date;
+# Configuration Manager's default is 3 months). Pinned updates never expire this way.
+# expire = "after 3 months"
+# feature_upgrades = "immediately"     # classification Upgrades; default: as `expire`
+# Delete updates that have been expired for longer than this (pinned ones are kept).
+# delete_expired_after_days = 90
 "#;
 
 #[cfg(test)]
@@ -376,6 +476,29 @@ mod tests {
         let line = t.lines().position(|l| l.starts_with("language =")).unwrap() + 1;
         assert!(e.starts_with(&format!("/etc/ps/site.toml:{line}:")), "{e}");
         assert!(e.contains("unknown field `language`"), "{e}");
+    }
+
+    #[test]
+    fn supersedence_rules_parse_and_explain() {
+        assert_eq!(
+            ExpireAfter::parse("After 3 Months"),
+            Some(ExpireAfter::Months(3))
+        );
+        assert_eq!(ExpireAfter::parse("1 month"), Some(ExpireAfter::Months(1)));
+        assert_eq!(
+            ExpireAfter::parse("immediately"),
+            Some(ExpireAfter::Immediately)
+        );
+        assert_eq!(ExpireAfter::parse("soon"), None);
+        let t = format!("{STARTER_CONFIG}\n[supersedence]\nexpire = \"after 2 weeks\"\n");
+        let e = parse(&t).unwrap_err().to_string();
+        assert!(
+            e.contains("[supersedence] expire") && e.contains("after N months"),
+            "{e}"
+        );
+        let t = format!("{STARTER_CONFIG}\n[supersedence]\nexpire = \"immediately\"\n");
+        let c = parse(&t).unwrap();
+        assert_eq!(c.supersedence.feature_upgrades, ExpireAfter::Immediately);
     }
 
     #[test]

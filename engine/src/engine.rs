@@ -196,6 +196,20 @@ impl Engine {
         }
         self.extra_sources = extra;
         self.extra_filters = chain.stages.split_off(1);
+        match crate::sync::apply_supersedence(
+            &mut self.store,
+            &self.config.supersedence,
+            version,
+            chrono::Utc::now(),
+        ) {
+            Ok(o) => {
+                report.expired_superseded = o.expired;
+                report.deleted = o.deleted;
+            }
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
         report.catalog_version = self.store.catalog_version()?;
         if report.changed() {
             // Status reads this instead of hashing the whole catalog on every call.

@@ -70,7 +70,14 @@ impl SyncLog {
                 r.source, r.new, r.revised, r.expired, r.removed, r.unchanged, r.excluded
             )),
             SyncEvent::Finished { report: r } => {
-                let changed = r.new + r.revised + r.expired + r.removed;
+                if r.expired_superseded + r.deleted > 0 {
+                    self.line(&format!(
+                        "Supersedence rules expired {} superseded update(s); cleanup deleted {} update(s) expired too long",
+                        r.expired_superseded, r.deleted
+                    ));
+                }
+                let changed =
+                    r.new + r.revised + r.expired + r.removed + r.expired_superseded + r.deleted;
                 if changed > 0 {
                     self.line(&format!(
                         "Updated {changed} items in the store, new catalog version is {}",

@@ -13,4 +13,5 @@ mod generator;
 mod offline;
 mod pins;
 mod real_export;
+mod supersedence;
 mod third_party;

@@ -167,4 +167,9 @@ DELETE FROM files WHERE rowid NOT IN (
     SELECT MIN(rowid) FROM files GROUP BY uid, name, digest, size
 );
 "#,
+    // 4: when an update expired, for the cleanup of long-expired updates.
+    r#"
+ALTER TABLE updates ADD COLUMN expired_at TEXT;
+UPDATE updates SET expired_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now') WHERE state = 'expired';
+"#,
 ];

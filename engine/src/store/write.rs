@@ -174,12 +174,12 @@ impl<'c> SyncWriter<'c> {
             .prepare_cached(
                 "INSERT INTO updates (id, revision, source, update_type, publication_state, state, creation_date,
                     default_language, title, msrc_severity, is_beta, max_download_size, more_info_url, support_url,
-                    is_bundle, selected_by, first_version, changed_version, expired_version)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?17, ?18)
+                    is_bundle, selected_by, first_version, changed_version, expired_version, expired_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?17, ?18, ?19)
                  ON CONFLICT(id) DO UPDATE SET revision = ?2, source = ?3, update_type = ?4, publication_state = ?5,
                     state = ?6, creation_date = ?7, default_language = ?8, title = ?9, msrc_severity = ?10,
                     is_beta = ?11, max_download_size = ?12, more_info_url = ?13, support_url = ?14, is_bundle = ?15,
-                    selected_by = ?16, changed_version = ?17, expired_version = ?18
+                    selected_by = ?16, changed_version = ?17, expired_version = ?18, expired_at = ?19
                  RETURNING uid",
             )
             .and_then(|mut s| {
@@ -201,7 +201,8 @@ impl<'c> SyncWriter<'c> {
                     u.is_bundle(),
                     selected_by,
                     v,
-                    expired_version
+                    expired_version,
+                    expired_version.map(|_| now_rfc3339())
                 ], |r| r.get::<_, i64>(0))
             })
             .map_err(|e| self.err(e))?;
@@ -351,15 +352,17 @@ impl<'c> SyncWriter<'c> {
     pub fn expire(&self, id: UpdateId) -> Result<bool> {
         self.tx
             .prepare_cached(
-                "UPDATE updates SET state = 'expired', expired_version = ?2, changed_version = ?2
+                "UPDATE updates SET state = 'expired', expired_version = ?2, changed_version = ?2,
+                    expired_at = ?3
                  WHERE id = ?1 AND state = 'active'",
             )
-            .and_then(|mut s| s.execute(params![id.to_string(), self.version as i64]))
+            .and_then(|mut s| {
+                s.execute(params![id.to_string(), self.version as i64, now_rfc3339()])
+            })
             .map(|n| n > 0)
             .map_err(|e| self.err(e))
     }
 
-    /// Commits the source's changes, its new state, and (if `changed`) the new catalog version.
     /// Pins `id` (kept whatever the filter says, until `unpin`).
     pub fn pin(&self, id: UpdateId) -> Result<()> {
         self.tx
@@ -387,6 +390,7 @@ impl<'c> SyncWriter<'c> {
         self.tx.commit().map_err(e)
     }
 
+    /// Commits the source's changes, its new state, and (if `changed`) the new catalog version.
     pub fn commit(self, kind: &str, state: &SourceState, changed: bool) -> Result<()> {
         let e = |x: rusqlite::Error| super::store_err(&self.path, x);
         self.tx

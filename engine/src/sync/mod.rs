@@ -4,6 +4,7 @@ mod decide;
 mod import;
 mod report;
 mod select;
+mod supersede;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
@@ -13,6 +14,7 @@ use rusqlite::TransactionBehavior;
 pub(crate) use import::import_update;
 pub use import::{ImportReport, ImportTarget, PinnedUpdate};
 pub use report::{PhaseTimes, ReadCounts, SourceOutcome, SourceReport, SyncReport};
+pub(crate) use supersede::apply as apply_supersedence;
 
 use crate::error::{Error, Result};
 use crate::events::{Phase, SyncEvent};

@@ -113,6 +113,10 @@ pub struct SyncReport {
     pub removed: u64,
     pub unchanged: u64,
     pub excluded: u64,
+    /// Updates the supersedence rules expired in this sync (`[supersedence]`).
+    pub expired_superseded: u64,
+    /// Long-expired updates deleted with their metadata (`delete_expired_after_days`).
+    pub deleted: u64,
     /// Categories in the store after the sync.
     pub categories: u64,
     /// Detectoids in the store after the sync.
@@ -138,6 +142,12 @@ impl SyncReport {
 
     /// Whether this sync changed the store's catalog.
     pub fn changed(&self) -> bool {
-        self.new + self.revised + self.expired + self.removed > 0
+        self.new
+            + self.revised
+            + self.expired
+            + self.removed
+            + self.expired_superseded
+            + self.deleted
+            > 0
     }
 }

@@ -118,6 +118,12 @@ impl Progress {
             }
             SyncEvent::Finished { report } => {
                 self.finish_bar();
+                if report.expired_superseded + report.deleted > 0 {
+                    eprintln!(
+                        "Supersedence: {} superseded update(s) expired, {} long-expired update(s) deleted",
+                        report.expired_superseded, report.deleted
+                    );
+                }
                 eprintln!(
                     "Catalog version {} (was {}), {} ms",
                     report.catalog_version, report.previous_catalog_version, report.duration_ms
