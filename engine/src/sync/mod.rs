@@ -344,9 +344,10 @@ pub(crate) fn fetch_into(
     let mut done = 0u64;
     let mut last = Instant::now();
     // The source reads, parses and (here) compresses on a worker thread; this thread writes.
-    // Room for a few thousand parsed updates lets the reader run ahead while the store is
-    // busy, and the store drain while a source reads something it cannot hand out yet.
-    let (items, received) = std::sync::mpsc::sync_channel::<Item>(4096);
+    // Items travel in batches (one wake-up per batch, not per update); room for a few
+    // thousand lets the reader run ahead while the store is busy, and the store drain while
+    // a source reads something it cannot hand out yet.
+    let (items, received) = std::sync::mpsc::sync_channel::<Vec<Item>>(4096 / BATCH);
     let outcome = std::thread::scope(|scope| {
         // Named, so profilers and debuggers tell the reader from the store's thread.
         let reader = std::thread::Builder::new().name("patchsync-read".into());
@@ -354,6 +355,7 @@ pub(crate) fn fetch_into(
             .spawn_scoped(scope, move || -> Result<Option<Listing>> {
                 let mut compressor = zstd::bulk::Compressor::new(3)
                     .map_err(|e| Error::source(name, "zstd", e.to_string()))?;
+                let mut batch: Vec<Item> = Vec::with_capacity(BATCH);
                 let mut sink = |f: Fetched| {
                     let item = match f {
                         Fetched::Update { mut update, .. } => {
@@ -371,12 +373,21 @@ pub(crate) fn fetch_into(
                         Fetched::FileUrl { digest, url } => Item::Url(digest, url),
                         Fetched::Warning(w) => Item::Warning(w),
                     };
-                    items.send(item).map_err(|_| Error::Cancelled)
+                    batch.push(item);
+                    if batch.len() >= BATCH {
+                        let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                        items.send(full).map_err(|_| Error::Cancelled)?;
+                    }
+                    Ok(())
                 };
-                match request {
+                let outcome = match request {
                     Request::Set(wanted) => source.fetch(wanted, &mut sink).map(|()| None),
                     Request::Scan(want) => source.list_and_fetch(*want, &mut sink),
+                };
+                if !batch.is_empty() {
+                    items.send(batch).map_err(|_| Error::Cancelled)?;
                 }
+                outcome
             })
             .map_err(|e| {
                 Error::source(
@@ -549,10 +560,12 @@ pub(crate) fn fetch_into(
             Ok(())
         };
         let mut failed = None;
-        for item in received.iter() {
-            if let Err(e) = apply(item) {
-                failed = Some(e);
-                break;
+        'receive: for batch in received.iter() {
+            for item in batch {
+                if let Err(e) = apply(item) {
+                    failed = Some(e);
+                    break 'receive;
+                }
             }
         }
         drop(received);
@@ -606,6 +619,9 @@ impl Request<'_> {
 }
 
 /// What the reader thread hands the writer.
+/// Items per hand-over from the reader thread to the store's.
+const BATCH: usize = 64;
+
 enum Item {
     Update(Box<crate::model::Update>, Vec<u8>),
     Url(String, String),
