@@ -402,14 +402,6 @@ impl<'c> SyncWriter<'c> {
                 params![self.source, kind, state.fingerprint, state.selection_hash, state.language_hash, now_rfc3339(), state.cursor],
             )
             .map_err(e)?;
-        if changed {
-            self.tx
-                .execute(
-                    "UPDATE meta SET value = ?1 WHERE key = 'catalog_version'",
-                    [self.version.to_string()],
-                )
-                .map_err(e)?;
-        }
-        self.tx.commit().map_err(e)
+        self.commit_without_source_state(changed)
     }
 }
