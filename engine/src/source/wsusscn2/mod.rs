@@ -65,6 +65,8 @@ const FRAGMENT_PREFIXES: &[(&str, &str)] = &[
 /// Wanted core fragments one fragment cab may hold while it is read once; above this the
 /// cab is read twice instead.
 const ONE_PASS_CORE_BUDGET: u64 = 64 << 20;
+/// Revisions without a core fragment named one by one in the report; the rest are counted.
+const CORELESS_WARNINGS: u64 = 20;
 /// Marks the early end of a listing pass (package.xml is all a listing needs).
 const STOP: &str = "patchsync: listing complete";
 
@@ -144,6 +146,8 @@ struct Walk<'a, 's> {
     failure: Option<Error>,
     /// package.xml already parsed by the listing pass.
     cached: Option<PackageXml>,
+    /// Revisions stored without a core fragment (the first few are named in warnings).
+    coreless: u64,
 }
 
 impl Walk<'_, '_> {
@@ -516,11 +520,14 @@ impl Walk<'_, '_> {
                     ),
                 ));
             }
-            self.warn(format!(
-                "update {} revision {}: no core fragment c/{rid} in {cab}; stored from package.xml \
-                 and its other fragments",
-                id.id, id.revision
-            ))?;
+            self.coreless += 1;
+            if self.coreless <= CORELESS_WARNINGS {
+                self.warn(format!(
+                    "update {} revision {}: no core fragment c/{rid} in {cab}; stored from package.xml \
+                     and its other fragments",
+                    id.id, id.revision
+                ))?;
+            }
         }
         let mut doc = String::with_capacity(4096);
         doc.push_str("<Update xmlns=\"");
@@ -890,6 +897,7 @@ impl Wsusscn2Source {
             seen_cabs: HashSet::new(),
             failure: None,
             cached: if sink_given { self.listed.take() } else { None },
+            coreless: 0,
         };
         let outer = for_each_file(&path, |e, r| match walk.visit(&e.name, r) {
             Ok(true) => Ok(()),
@@ -923,6 +931,14 @@ impl Wsusscn2Source {
             ));
         }
         walk.make_plan()?;
+        if walk.coreless > CORELESS_WARNINGS {
+            let more = walk.coreless - CORELESS_WARNINGS;
+            walk.warn(format!(
+                "{more} more revision(s) without a core fragment were stored from package.xml \
+                 ({} in all)",
+                walk.coreless
+            ))?;
+        }
         if !walk.listing_only() {
             let plan = walk.plan.clone().unwrap_or_default();
             for (cab, rids) in plan {
