@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::generate::{PackageEntry, WsusExportWriter};
+use crate::model::LANGUAGES;
 use crate::store::Store;
 
 /// What an export wrote.
@@ -22,23 +23,6 @@ pub struct ExportSummary {
     /// WSUS takes those through a publishing tool, not an export package.
     pub skipped_vendor_packages: u64,
 }
-
-/// Languages `package.xml` may name: (LCID, short name, long name).
-const LANGUAGES: &[(u32, &str, &str)] = &[
-    (1033, "en", "English"),
-    (1031, "de", "German"),
-    (1036, "fr", "French"),
-    (1041, "ja", "Japanese"),
-    (3082, "es", "Spanish"),
-    (1040, "it", "Italian"),
-    (1043, "nl", "Dutch"),
-    (1046, "pt-br", "Portuguese (Brazil)"),
-    (2070, "pt", "Portuguese (Portugal)"),
-    (1049, "ru", "Russian"),
-    (2052, "zh-cn", "Chinese (Simplified)"),
-    (1028, "zh-tw", "Chinese (Traditional)"),
-    (1042, "ko", "Korean"),
-];
 
 /// Whether a stored document is update XML (root element `Update`, any prefix).
 fn is_update_xml(xml: &str) -> bool {
@@ -79,8 +63,8 @@ pub fn export_wsus(store: &Store, out: &Path, server_id: &str) -> Result<ExportS
         for l in kept {
             let (id, long) = LANGUAGES
                 .iter()
-                .find(|(_, s, _)| s.eq_ignore_ascii_case(&l))
-                .map(|(id, _, long)| (*id, (*long).to_owned()))
+                .find(|(s, _, _)| s.eq_ignore_ascii_case(&l))
+                .map(|(_, id, long)| (*id, (*long).to_owned()))
                 .unwrap_or((0, l.clone()));
             langs.push((id, l, long));
         }

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use sha1::{Digest, Sha1};
 
-use crate::model::{CategoryKind, UpdateId, UpdateType, WELL_KNOWN_CLASSIFICATIONS};
+use crate::model::{CategoryKind, UpdateId, UpdateType, well_known_classification};
 
 /// One category as the selection sees it.
 #[derive(Debug, Clone)]
@@ -237,11 +237,8 @@ impl UpdateFilter for ProductClassificationFilter {
             for c in list {
                 let mut hits = Self::resolve(tree, c, &[CategoryKind::UpdateClassification]);
                 if hits.is_empty() {
-                    if let Some((_, g)) = WELL_KNOWN_CLASSIFICATIONS
-                        .iter()
-                        .find(|(t, _)| t.eq_ignore_ascii_case(c.trim()))
-                    {
-                        hits.push(UpdateId::parse(g).expect("well-known GUID"));
+                    if let Some(id) = well_known_classification(c) {
+                        hits.push(id);
                     } else {
                         warnings.push(format!(
                             "[filter] classifications: '{c}' matches no classification in the catalog; \
@@ -423,6 +420,7 @@ impl FilterChain {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::WELL_KNOWN_CLASSIFICATIONS;
 
     fn id(n: u8) -> UpdateId {
         UpdateId::parse(&format!("00000000-0000-0000-0000-0000000000{n:02x}")).unwrap()

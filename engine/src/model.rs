@@ -306,6 +306,32 @@ pub const WELL_KNOWN_CLASSIFICATIONS: &[(&str, &str)] = &[
     ("Upgrades", "3689bdc8-b205-4af4-8d4a-a63924c5e9d5"),
 ];
 
+/// Microsoft's GUID for a classification title (any case), if it is a well-known one.
+pub fn well_known_classification(title: &str) -> Option<UpdateId> {
+    let title = title.trim();
+    WELL_KNOWN_CLASSIFICATIONS
+        .iter()
+        .find(|(t, _)| t.eq_ignore_ascii_case(title))
+        .map(|(_, g)| UpdateId::parse(g).expect("well-known GUID"))
+}
+
+/// Languages WSUS names in `package.xml`: (short name, LCID, long name).
+pub const LANGUAGES: &[(&str, u32, &str)] = &[
+    ("en", 1033, "English"),
+    ("de", 1031, "German"),
+    ("fr", 1036, "French"),
+    ("ja", 1041, "Japanese"),
+    ("es", 3082, "Spanish"),
+    ("zh-cn", 2052, "Chinese (Simplified)"),
+    ("pt-br", 1046, "Portuguese (Brazil)"),
+    ("it", 1040, "Italian"),
+    ("nl", 1043, "Dutch"),
+    ("pt", 2070, "Portuguese (Portugal)"),
+    ("ru", 1049, "Russian"),
+    ("zh-tw", 1028, "Chinese (Traditional)"),
+    ("ko", 1042, "Korean"),
+];
+
 /// Company "Microsoft".
 pub const MICROSOFT_COMPANY: &str = "56309036-4c77-4dd9-951a-99ee9c246a94";
 

@@ -7,7 +7,9 @@ use serde::Serialize;
 use super::wsus_writer::{PackageEntry, WsusExportWriter};
 use super::xmlgen::{Entry, Loc, digest_of, file_url, guid_from, render};
 use crate::error::{Error, Result};
-use crate::model::{CategoryKind, MICROSOFT_COMPANY, UpdateType, WELL_KNOWN_CLASSIFICATIONS};
+use crate::model::{
+    CategoryKind, LANGUAGES, MICROSOFT_COMPANY, UpdateType, WELL_KNOWN_CLASSIFICATIONS,
+};
 use crate::source::RecordReader;
 use crate::xml::parse_update;
 
@@ -73,16 +75,8 @@ const FAMILIES: &[(&str, &[&str])] = &[
     ("Microsoft Defender", &["Microsoft Defender Antivirus"]),
 ];
 
-pub(crate) const LANGS: &[(&str, u32, &str)] = &[
-    ("en", 1033, "English"),
-    ("de", 1031, "German"),
-    ("fr", 1036, "French"),
-    ("ja", 1041, "Japanese"),
-    ("es", 3082, "Spanish"),
-    ("zh-cn", 2052, "Chinese (Simplified)"),
-    ("pt-br", 1046, "Portuguese (Brazil)"),
-    ("it", 1040, "Italian"),
-];
+/// The languages generated updates are localized in: the first eight WSUS knows.
+pub(crate) const LANGS: &[(&str, u32, &str)] = LANGUAGES.split_at(8).0;
 
 fn cat_record(
     id: &str,
@@ -313,6 +307,17 @@ impl<'u> Generator<'u> {
     }
 
     /// One group: leaves first, then their bundle (as in Microsoft's exports); or a standalone update.
+    /// A group that fits in `room` records (a standalone update always does), so a catalog
+    /// has exactly the size asked for.
+    pub(crate) fn group_within(&mut self, room: usize) -> Vec<Made> {
+        loop {
+            let group = self.group();
+            if group.len() <= room {
+                return group;
+            }
+        }
+    }
+
     pub(crate) fn group(&mut self) -> Vec<Made> {
         let u = self.universe;
         let day = self.day_offset + self.counter as i64 / 200;
@@ -486,6 +491,37 @@ pub(crate) fn languages() -> Vec<(u32, String, String)> {
         .collect()
 }
 
+impl Made {
+    pub(crate) fn is_bundle(&self) -> bool {
+        self.xml.contains("<upd:BundledUpdates>")
+    }
+
+    /// The revision a first catalog writes it with.
+    pub(crate) fn first_revision(&self) -> u32 {
+        if self.top_level { 200 } else { 100 }
+    }
+}
+
+impl GenerateSummary {
+    /// Counts a category or detectoid record of the universe.
+    pub(crate) fn count_record(&mut self, xml: &str) {
+        if xml.contains("UpdateType=\"Detectoid\"") {
+            self.detectoids += 1
+        } else {
+            self.categories += 1
+        }
+    }
+
+    /// Counts a generated update.
+    pub(crate) fn count(&mut self, m: &Made) {
+        match (m.top_level, m.is_bundle()) {
+            (true, true) => self.bundles += 1,
+            (true, false) => self.standalone += 1,
+            (false, _) => self.leaves += 1,
+        }
+    }
+}
+
 pub(crate) fn write_made(w: &mut WsusExportWriter, m: &Made, revision: u32) -> Result<()> {
     for (d, url, name) in &m.files {
         w.add_file(d, url, name)?;
@@ -502,34 +538,16 @@ pub fn generate(out: &Path, opts: &GenerateOptions) -> Result<GenerateSummary> {
     let mut w = WsusExportWriter::create(out, languages())?;
     let mut s = GenerateSummary::default();
     for (id, rev, xml) in &universe.records {
-        let is_detectoid = xml.contains("UpdateType=\"Detectoid\"");
         w.add_update(id, *rev, xml, &PackageEntry::default())?;
-        if is_detectoid {
-            s.detectoids += 1
-        } else {
-            s.categories += 1
-        }
+        s.count_record(xml);
     }
     let mut g = Generator::new(opts.seed, &universe, &format!("gen/{}", opts.seed), 0);
     let mut written = 0usize;
     while written < opts.updates {
-        let room = opts.updates - written;
-        // Keep the catalog size exact: the last group must fit (a standalone update always does).
-        let mut group = g.group();
-        while group.len() > room {
-            group = g.group();
-        }
+        let group = g.group_within(opts.updates - written);
         for m in &group {
-            write_made(&mut w, m, if m.top_level { 200 } else { 100 })?;
-            if m.top_level {
-                if m.xml.contains("<upd:BundledUpdates>") {
-                    s.bundles += 1
-                } else {
-                    s.standalone += 1
-                }
-            } else {
-                s.leaves += 1;
-            }
+            write_made(&mut w, m, m.first_revision())?;
+            s.count(m);
         }
         written += group.len();
     }

@@ -174,46 +174,28 @@ pub fn generate_offline(out: &Path, opts: &GenerateOptions) -> Result<GenerateSu
     let mut last: u32 = 0;
     for (id, rev, xml) in &universe.records {
         last = add(id, *rev, xml, None, false, &mut frags)?;
-        if xml.contains("UpdateType=\"Detectoid\"") {
-            s.detectoids += 1
-        } else {
-            s.categories += 1
-        }
+        s.count_record(xml);
     }
     let mut g = Generator::new(opts.seed, &universe, &format!("gen/{}", opts.seed), 0);
     let mut written = 0usize;
+    let (mut counted, mut cab_files) = (0usize, 0usize);
     while written < opts.updates {
-        let room = opts.updates - written;
-        let mut group = g.group();
-        while group.len() > room {
-            group = g.group();
-        }
+        let mut group = g.group_within(opts.updates - written);
         // Bundles first, so their leaves can name them by RevisionId.
         group.sort_by_key(|m| !m.top_level);
         let mut bundle_rids: Vec<(u32, &str)> = Vec::new();
         for m in &group {
-            let is_bundle = m.xml.contains("<upd:BundledUpdates>");
+            let is_bundle = m.is_bundle();
             let by = bundle_rids
                 .iter()
                 .find(|(_, xml)| xml.contains(&m.id))
                 .map(|(r, _)| *r);
-            let r = add(
-                &m.id,
-                if m.top_level { 200 } else { 100 },
-                &m.xml,
-                by,
-                is_bundle,
-                &mut frags,
-            )?;
+            let r = add(&m.id, m.first_revision(), &m.xml, by, is_bundle, &mut frags)?;
             last = r;
             if is_bundle {
                 bundle_rids.push((r, &m.xml));
-                s.bundles += 1;
-            } else if m.top_level {
-                s.standalone += 1;
-            } else {
-                s.leaves += 1;
             }
+            s.count(m);
             for (d, url, _) in &m.files {
                 let _ = write!(
                     locations,
@@ -222,11 +204,19 @@ pub fn generate_offline(out: &Path, opts: &GenerateOptions) -> Result<GenerateSu
             }
         }
         written += group.len();
-        let files: usize = frags.iter().map(|f| 2 + f.localized.len()).sum();
+        // Files the current cab will hold (core and extended fragment, localized ones).
+        let files: usize = frags[counted..]
+            .iter()
+            .map(|f| 2 + f.localized.len())
+            .sum::<usize>()
+            + cab_files;
+        counted = frags.len();
+        cab_files = files;
         if files >= FILES_PER_CAB - 1_000 {
             let n = cabs.len() + 2;
             cabs.push((range_start, flush_cab(work.path(), n, &mut frags)?));
             range_start = last + 1;
+            (counted, cab_files) = (0, 0);
         }
     }
     if !frags.is_empty() {

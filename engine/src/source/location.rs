@@ -135,12 +135,14 @@ impl CatalogFile {
 
     /// The file to read, downloaded now if the fingerprint did not need to.
     pub fn local(&mut self) -> Result<&LocalCatalog> {
-        cached(
-            &mut self.local,
-            &self.source,
-            &self.location,
-            self.pin.as_deref(),
-        )
+        if self.local.is_none() {
+            self.local = Some(materialize(
+                &self.source,
+                &self.location,
+                self.pin.as_deref(),
+            )?);
+        }
+        Ok(self.local.as_ref().expect("set above"))
     }
 
     /// The validators to keep for the next sync.
@@ -154,7 +156,7 @@ impl CatalogFile {
 }
 
 /// Makes `location` readable as a local file, checking the optional SHA-256 pin (hex).
-pub fn materialize(source: &str, location: &Location, pin: Option<&str>) -> Result<LocalCatalog> {
+fn materialize(source: &str, location: &Location, pin: Option<&str>) -> Result<LocalCatalog> {
     match location {
         Location::Path(path) => {
             let fingerprint = super::wsus_export::file_fingerprint(path).map_err(|e| {
@@ -178,19 +180,6 @@ pub fn materialize(source: &str, location: &Location, pin: Option<&str>) -> Resu
         }
         Location::Url(url) => Ok(download(source, url, pin, None)?.expect("unconditional")),
     }
-}
-
-/// [`materialize`] once per sync: the catalog a source has already made local, or a new one.
-pub fn cached<'a>(
-    slot: &'a mut Option<LocalCatalog>,
-    source: &str,
-    location: &Location,
-    pin: Option<&str>,
-) -> Result<&'a LocalCatalog> {
-    if slot.is_none() {
-        *slot = Some(materialize(source, location, pin)?);
-    }
-    Ok(slot.as_ref().expect("set above"))
 }
 
 fn check_pin(source: &str, item: &str, pin: &str, actual: &str) -> Result<()> {

@@ -122,7 +122,7 @@ pub(crate) fn import_update(
     let mut got: Vec<(Update, Role)> = Vec::new();
     let mut seen: HashSet<UpdateId> = HashSet::new();
     let mut urls: Vec<(String, String)> = Vec::new();
-    fetch_round(source, &first, &mut |f| {
+    source.fetch(&first, &mut |f| {
         match f {
             Fetched::Update { update, .. }
                 if matches(&update) && seen.insert(update.identity.id) =>
@@ -190,7 +190,7 @@ pub(crate) fn import_update(
             break;
         }
         let mut batch: Vec<Update> = Vec::new();
-        fetch_round(source, &wanted, &mut |f| {
+        source.fetch(&wanted, &mut |f| {
             match f {
                 Fetched::Update { update, .. }
                     if wanted.contains(&update.identity) && seen.insert(update.identity.id) =>
@@ -274,12 +274,4 @@ pub(crate) fn import_update(
     }
     report.catalog_version = store.catalog_version()?;
     Ok(report)
-}
-
-fn fetch_round(
-    source: &mut dyn CatalogSource,
-    wanted: &HashSet<Identity>,
-    sink: &mut dyn FnMut(Fetched) -> Result<()>,
-) -> Result<()> {
-    source.fetch(wanted, sink)
 }

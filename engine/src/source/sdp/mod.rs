@@ -29,7 +29,7 @@ use super::location::{CatalogFile, Location, Validators};
 use super::{CatalogSource, Fetched, Listing};
 use crate::error::{Error, Result};
 use crate::generate::xmlgen;
-use crate::model::{CategoryKind, Identity, UpdateId, WELL_KNOWN_CLASSIFICATIONS};
+use crate::model::{CategoryKind, Identity, UpdateId, well_known_classification};
 
 const MANIFEST: &str = "update_manifest.json";
 
@@ -174,26 +174,18 @@ impl SdpCatalogSource {
     }
 
     /// The category ids a package names, registering new categories in the next cursor.
-    fn categories_of(&mut self, p: &package::SdpPackage, emit: &mut Vec<Fetched>) -> Vec<UpdateId> {
+    fn categories_of(&mut self, p: &package::SdpPackage) -> Vec<UpdateId> {
         let company = category_id("company", &p.vendor);
         self.note_category(company, CategoryKind::Company, &p.vendor, None);
         let product = category_id("product", &format!("{}\n{}", p.vendor, p.product));
         self.note_category(product, CategoryKind::Product, &p.product, Some(company));
         let mut out = vec![product];
         if let Some(c) = &p.classification {
-            match WELL_KNOWN_CLASSIFICATIONS
-                .iter()
-                .find(|(t, _)| t.eq_ignore_ascii_case(c))
-            {
-                Some((_, g)) => out.push(UpdateId::parse(g).expect("well-known GUID")),
+            match well_known_classification(c) {
+                Some(id) => out.push(id),
                 None => {
                     let id = category_id("classification", &c.to_lowercase());
                     self.note_category(id, CategoryKind::UpdateClassification, c, None);
-                    emit.push(Fetched::Warning(format!(
-                        "the catalog names the classification '{c}', which is not one of Microsoft's; \
-                         its packages are kept under an unknown classification {id} (first: package {})",
-                        p.update.identity.id
-                    )));
                     out.push(id);
                 }
             }
@@ -273,14 +265,9 @@ impl SdpCatalogSource {
         }
     }
 
-    /// Records a package in the next cursor and returns its categories' Fetched entries.
-    fn admit(
-        &mut self,
-        identity: Identity,
-        p: &package::SdpPackage,
-        out: &mut Vec<Fetched>,
-    ) -> Vec<UpdateId> {
-        let cats = self.categories_of(p, out);
+    /// Records a package in the next cursor and returns its categories.
+    fn admit(&mut self, identity: Identity, p: &package::SdpPackage) -> Vec<UpdateId> {
+        let cats = self.categories_of(p);
         self.next.packages.insert(
             identity.id,
             PackageMark {
@@ -356,18 +343,21 @@ impl SdpCatalogSource {
                            p: package::SdpPackage,
                            sink: &mut Option<&mut dyn FnMut(Fetched) -> Result<()>>|
          -> Result<()> {
-            let mut extra = Vec::new();
-            let cats = me.admit(identity, &p, &mut extra);
+            let cats = me.admit(identity, &p);
             let Some(sink) = sink.as_mut() else {
                 return Ok(());
             };
-            for w in extra {
-                if let Fetched::Warning(text) = &w {
-                    let key = text.split(" (first:").next().unwrap_or(text).to_owned();
-                    if me.warned.insert(key) {
-                        sink(w)?;
-                    }
-                }
+            // An unknown classification is reported once per sync, naming its first package.
+            if let Some(c) = &p.classification
+                && well_known_classification(c).is_none()
+                && me.warned.insert(c.to_lowercase())
+            {
+                sink(Fetched::Warning(format!(
+                    "the catalog names the classification '{c}', which is not one of Microsoft's; \
+                     its packages are kept under an unknown classification {} (first: package {})",
+                    category_id("classification", &c.to_lowercase()),
+                    identity.id
+                )))?;
             }
             if !want(identity) {
                 return Ok(());

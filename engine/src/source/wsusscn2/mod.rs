@@ -83,7 +83,8 @@ pub struct Wsusscn2Source {
     file: CatalogFile,
     /// Localized fragments (`l/<lang>/`) of other languages are not read.
     languages: Option<LanguageSelection>,
-    /// package.xml as `list` read it, so `fetch` only copies out the entries it wants.
+    /// package.xml as this sync first read it, so a later fetch only copies out the
+    /// entries it wants.
     listed: Option<PackageXml>,
     /// Wanted core fragments a fragment cab may hold while it is read once.
     one_pass_budget: u64,
@@ -221,20 +222,35 @@ impl Walk<'_, '_> {
         let item = format!("{}: package.cab", self.shown);
         let wanted = self.wanted;
         let keep = |i: Identity| wanted.is_some_and(|w| w.contains(&i));
-        let mut found: Option<std::result::Result<PackageXml, String>> = None;
-        let mut cached = self.cached.take();
-        for_each_file(cab, |e, r| {
-            if e.name.eq_ignore_ascii_case("package.xml") {
-                found = Some(match cached.take() {
-                    Some(mut p) => {
-                        capture_raw(BufReader::new(r), &mut p.entries, &keep).map(|()| p)
-                    }
-                    None => read_package_xml(BufReader::new(r), &keep),
-                });
+        // package.xml is parsed once per sync (the listing's parse is reused); the entries a
+        // fetch wants are then copied out by their spans, without parsing again.
+        let mut found: Option<std::result::Result<PackageXml, String>> = self.cached.take().map(Ok);
+        let fetching = !self.listing_only();
+        let damaged = |w: &Self, e: std::io::Error| {
+            w.err(&item, format!("{e}; download the offline scan file again"))
+        };
+        if found.is_none() {
+            for_each_file(cab, |e, r| {
+                if e.name.eq_ignore_ascii_case("package.xml") {
+                    found = Some(read_package_xml(BufReader::new(r)));
+                }
+                Ok(())
+            })
+            .map_err(|e| damaged(self, e))?;
+        }
+        if fetching && let Some(Ok(p)) = found.as_mut() {
+            let mut copied: std::result::Result<(), String> = Ok(());
+            for_each_file(cab, |e, r| {
+                if e.name.eq_ignore_ascii_case("package.xml") {
+                    copied = capture_raw(BufReader::new(r), &mut p.entries, &keep);
+                }
+                Ok(())
+            })
+            .map_err(|e| damaged(self, e))?;
+            if let Err(m) = copied {
+                return Err(self.err(format!("{item}: package.xml"), m));
             }
-            Ok(())
-        })
-        .map_err(|e| self.err(&item, format!("{e}; download the offline scan file again")))?;
+        }
         let package = match found {
             None => return Err(self.err(&item, "holds no package.xml")),
             Some(Err(m)) => return Err(self.err(format!("{item}: package.xml"), m)),
@@ -867,7 +883,6 @@ impl Wsusscn2Source {
     ) -> Result<Listing> {
         let path = self.local()?;
         let shown = self.file.location().display();
-        let sink_given = sink.is_some();
         let spool = tempfile::Builder::new()
             .prefix("patchsync-wsusscn2-")
             .tempdir()
@@ -896,7 +911,7 @@ impl Wsusscn2Source {
             pending: Vec::new(),
             seen_cabs: HashSet::new(),
             failure: None,
-            cached: if sink_given { self.listed.take() } else { None },
+            cached: self.listed.take(),
             coreless: 0,
         };
         let outer = for_each_file(&path, |e, r| match walk.visit(&e.name, r) {
@@ -963,9 +978,8 @@ impl Wsusscn2Source {
             entries: package.entries.iter().map(|e| e.identity).collect(),
             complete: true,
         };
-        if !sink_given {
-            self.listed = Some(package);
-        }
+        // Kept for the next fetch of this sync (an import fetches in several rounds).
+        self.listed = Some(package);
         Ok(listing)
     }
 }

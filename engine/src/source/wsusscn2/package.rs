@@ -5,7 +5,6 @@
 use std::io::{BufRead, Read};
 
 use quick_xml::Reader;
-use quick_xml::Writer;
 use quick_xml::events::{BytesStart, Event};
 
 use crate::model::{CategoryKind, Identity, UpdateId};
@@ -27,7 +26,7 @@ pub(crate) struct Entry {
     pub bundled_by: Vec<u32>,
     /// RevisionIds of the revisions that supersede this one.
     pub superseded_by: Vec<u32>,
-    /// The entry's XML, when asked for.
+    /// The entry's XML, once [`capture_raw`] has copied it out.
     pub raw: Option<String>,
     /// Where the entry's XML lies in package.xml (after any byte-order mark), so a later
     /// pass can copy it out without parsing again.
@@ -84,12 +83,9 @@ fn number(v: &str, what: &str) -> Result<u32, String> {
         .map_err(|_| format!("{what} '{v}' is not a number"))
 }
 
-/// Reads package.xml. `keep_raw` says, by identity, whose XML to keep. Errors are plain
+/// Reads package.xml (each entry's XML is left for [`capture_raw`]). Errors are plain
 /// messages naming the update; the caller adds the source and file.
-pub(crate) fn read_package_xml(
-    mut input: impl BufRead,
-    keep_raw: &dyn Fn(Identity) -> bool,
-) -> Result<PackageXml, String> {
+pub(crate) fn read_package_xml(mut input: impl BufRead) -> Result<PackageXml, String> {
     skip_bom(&mut input)?;
     let mut reader = Reader::from_reader(input);
     reader.config_mut().check_end_names = true;
@@ -97,7 +93,6 @@ pub(crate) fn read_package_xml(
     let mut out = PackageXml::default();
     let mut path: Vec<Tag> = Vec::with_capacity(8);
     let mut cur: Option<Entry> = None;
-    let mut raw: Option<Writer<Vec<u8>>> = None;
     let mut saw_root = false;
     loop {
         buf.clear();
@@ -110,12 +105,6 @@ pub(crate) fn read_package_xml(
                 format!("package.xml is malformed at byte {pos}: {t}")
             }
         })?;
-        if let Some(w) = raw.as_mut()
-            && !matches!(ev, Event::Eof)
-        {
-            w.write_event(ev.borrow())
-                .map_err(|e| format!("cannot keep an entry's XML: {e}"))?;
-        }
         match &ev {
             Event::Start(e) | Event::Empty(e) => {
                 let empty = matches!(ev, Event::Empty(_));
@@ -158,12 +147,6 @@ pub(crate) fn read_package_xml(
                         let rev = rev.ok_or_else(|| missing("RevisionNumber"))?;
                         let rid = rid.ok_or_else(|| missing("RevisionId"))?;
                         let identity = Identity { id, revision: rev };
-                        if keep_raw(identity) && !empty {
-                            let mut w = Writer::new(Vec::with_capacity(1024));
-                            w.write_event(ev.borrow())
-                                .map_err(|e| format!("cannot keep an entry's XML: {e}"))?;
-                            raw = Some(w);
-                        }
                         let entry = Entry {
                             span: (pos, if empty { reader.buffer_position() } else { 0 }),
                             identity,
@@ -232,9 +215,6 @@ pub(crate) fn read_package_xml(
                     && let Some(mut entry) = cur.take()
                 {
                     entry.span.1 = reader.buffer_position();
-                    entry.raw = raw
-                        .take()
-                        .map(|w| String::from_utf8_lossy(&w.into_inner()).into_owned());
                     out.entries.push(entry);
                 }
             }
@@ -309,7 +289,8 @@ mod tests {
 
     #[test]
     fn entries_keep_their_cross_references_and_xml() {
-        let p = read_package_xml(DOC.as_bytes(), &|i| i.revision == 201).unwrap();
+        let mut p = read_package_xml(DOC.as_bytes()).unwrap();
+        capture_raw(DOC.as_bytes(), &mut p.entries, &|i| i.revision == 201).unwrap();
         assert_eq!(p.entries.len(), 2);
         let a = &p.entries[0];
         assert_eq!(a.revision_id, 123456);
@@ -334,13 +315,23 @@ mod tests {
     }
 
     #[test]
-    fn spans_copy_out_the_same_xml_as_parsing() {
+    fn spans_copy_out_each_entry_as_written() {
+        // Each entry exactly as the document has it, from its `<Update ` to its `</Update>`.
+        let written: Vec<String> = DOC
+            .split("<Update ")
+            .skip(1)
+            .map(|rest| {
+                format!(
+                    "<Update {}</Update>",
+                    rest.split("</Update>").next().unwrap()
+                )
+            })
+            .collect();
         for doc in [DOC.to_owned(), format!("\u{feff}{DOC}")] {
-            let parsed = read_package_xml(doc.as_bytes(), &|_| true).unwrap();
-            let mut listed = read_package_xml(doc.as_bytes(), &|_| false).unwrap();
+            let mut listed = read_package_xml(doc.as_bytes()).unwrap();
             capture_raw(doc.as_bytes(), &mut listed.entries, &|_| true).unwrap();
-            for (a, b) in parsed.entries.iter().zip(&listed.entries) {
-                assert_eq!(a.raw, b.raw);
+            for (a, b) in written.iter().zip(&listed.entries) {
+                assert_eq!(Some(a), b.raw.as_ref());
                 assert!(b.raw.as_deref().unwrap().starts_with("<Update "));
             }
         }
@@ -348,7 +339,7 @@ mod tests {
 
     #[test]
     fn a_cut_package_xml_is_an_error() {
-        let e = read_package_xml(&DOC.as_bytes()[..DOC.len() / 2], &|_| false).unwrap_err();
+        let e = read_package_xml(&DOC.as_bytes()[..DOC.len() / 2]).unwrap_err();
         assert!(e.contains("truncated"), "{e}");
     }
 }
