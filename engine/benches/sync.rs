@@ -4,28 +4,17 @@
 //!
 //! `cargo bench -p patchsync --bench sync` (updates: `PATCHSYNC_BENCH_UPDATES`, default 500000).
 
+mod common;
+
 use std::io::BufReader;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Instant;
 
-use patchsync::generate::{EvolveOptions, GenerateOptions, evolve, generate};
 use patchsync::source::RecordReader;
 use patchsync::store::Store;
 use patchsync::xml::parse_update;
 use patchsync::{Config, Engine, SyncOptions};
 use rusqlite::params;
-
-fn peak_rss_kb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 fn config(dir: &Path, cab: &Path) -> Config {
     let text = format!(
@@ -51,7 +40,7 @@ fn child(mode: &str, dir: &Path, cab: &Path) {
             );
         }
     }
-    println!("{} {}", t.elapsed().as_secs_f64(), peak_rss_kb());
+    println!("{} {}", t.elapsed().as_secs_f64(), common::peak_rss_kb());
 }
 
 /// The raw baseline: CAB → quick-xml → rows → prepared statements, one transaction.
@@ -166,31 +155,6 @@ fn baseline(db: &Path, cab: &Path) {
     tx.commit().unwrap();
 }
 
-fn run_child(mode: &str, dir: &Path, cab: &Path) -> (f64, u64) {
-    // Start each run with no dirty pages from the previous one (the runs write gigabytes;
-    // the kernel's write-back would otherwise throttle whichever run comes next).
-    let _ = Command::new("sync").status();
-    let exe = std::env::current_exe().unwrap();
-    let out = Command::new(exe)
-        .args(["--child", mode])
-        .arg(dir)
-        .arg(cab)
-        .output()
-        .expect("child");
-    assert!(
-        out.status.success(),
-        "{mode} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    eprint!("{}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut it = text.split_whitespace();
-    (
-        it.next().unwrap().parse().unwrap(),
-        it.next().unwrap().parse().unwrap(),
-    )
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--child") {
@@ -199,50 +163,19 @@ fn main() {
     if args.iter().any(|a| a == "--list") {
         return;
     }
-    let n: usize = std::env::var("PATCHSYNC_BENCH_UPDATES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(500_000);
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
-    std::fs::create_dir_all(&root).unwrap();
-    let cab = root.join(format!("catalog-{n}.cab"));
-    let next = root.join(format!("catalog-{n}-next.cab"));
-    if !cab.exists() || !next.exists() {
-        let t = Instant::now();
-        generate(
-            &cab,
-            &GenerateOptions {
-                updates: n,
-                seed: 1,
-                categories_from: None,
-            },
-        )
-        .unwrap();
-        evolve(
-            &cab,
-            &next,
-            &EvolveOptions {
-                seed: 2,
-                change_percent: 1.0,
-            },
-        )
-        .unwrap();
-        eprintln!(
-            "generated {n}-update catalog and its 1 % evolution in {:.1} s",
-            t.elapsed().as_secs_f64()
-        );
-    }
+    let n = common::updates();
+    let (root, cab, next) = common::catalogs(n);
     let dir = root.join(format!("run-{n}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let live = dir.join("live.cab");
     std::fs::copy(&cab, &live).unwrap();
 
-    let (base_s, base_rss) = run_child("baseline", &dir, &live);
-    let (full_s, full_rss) = run_child("full", &dir, &live);
+    let (base_s, base_rss) = common::run_child("baseline", &[&dir, &live]);
+    let (full_s, full_rss) = common::run_child("full", &[&dir, &live]);
     std::fs::copy(&next, &live).unwrap();
-    let (delta_s, delta_rss) = run_child("delta", &dir, &live);
-    let (same_s, same_rss) = run_child("unchanged", &dir, &live);
+    let (delta_s, delta_rss) = common::run_child("delta", &[&dir, &live]);
+    let (same_s, same_rss) = common::run_child("unchanged", &[&dir, &live]);
     let db_mb = std::fs::metadata(dir.join("store.db"))
         .map(|m| m.len())
         .unwrap_or(0) as f64

@@ -21,6 +21,20 @@ struct RawConfig {
     filter: Option<RawFilter>,
     #[serde(default)]
     supersedence: Option<RawSupersedence>,
+    #[serde(default)]
+    import: Option<RawImport>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawImport {
+    /// Public keys (`ed25519:<base64>`, as `patchsync keygen` writes them in `NAME.pub`, or
+    /// the path of such a file) whose signed packages this site imports.
+    #[serde(default)]
+    trusted_keys: Option<Spanned<Vec<String>>>,
+    /// Import packages that carry no signature (default false).
+    #[serde(default)]
+    allow_unsigned: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -183,6 +197,15 @@ pub struct Config {
     pub sources: Vec<SourceConfig>,
     pub filter: FilterConfig,
     pub supersedence: SupersedencePolicy,
+    pub import: ImportPolicy,
+}
+
+/// Which export packages `patchsync import` accepts (`[import]`).
+#[derive(Debug, Clone, Default)]
+pub struct ImportPolicy {
+    /// Trusted ed25519 public keys, 32 bytes each.
+    pub trusted_keys: Vec<[u8; 32]>,
+    pub allow_unsigned: bool,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -258,6 +281,15 @@ impl Config {
                 return Err(fail(
                     Some(s.name.span()),
                     "[[source]] name: must not be empty".into(),
+                ));
+            }
+            if name == crate::package::IMPORT_SOURCE {
+                return Err(fail(
+                    Some(s.name.span()),
+                    format!(
+                        "[[source]] name: '{name}' is reserved for the updates `patchsync import` \
+                         brings in; choose another name"
+                    ),
                 ));
             }
             if sources.iter().any(|o: &SourceConfig| o.name == name) {
@@ -379,7 +411,40 @@ impl Config {
                 supersedence.delete_expired_after_days = Some(days);
             }
         }
+        let mut import = ImportPolicy::default();
+        if let Some(raw) = &raw.import {
+            import.allow_unsigned = raw.allow_unsigned.unwrap_or(false);
+            if let Some(keys) = &raw.trusted_keys {
+                for k in keys.get_ref() {
+                    let text = if k
+                        .trim_start()
+                        .starts_with(crate::package::PUBLIC_KEY_PREFIX)
+                    {
+                        k.clone()
+                    } else {
+                        std::fs::read_to_string(resolve(k.trim())).map_err(|e| {
+                            fail(
+                                Some(keys.span()),
+                                format!(
+                                    "[import] trusted_keys: '{k}' is neither a key \
+                                     (\"{}...\") nor a readable key file: {e}",
+                                    crate::package::PUBLIC_KEY_PREFIX
+                                ),
+                            )
+                        })?
+                    };
+                    let key = crate::package::parse_public_key(&text).map_err(|m| {
+                        fail(
+                            Some(keys.span()),
+                            format!("[import] trusted_keys: '{k}': {m}"),
+                        )
+                    })?;
+                    import.trusted_keys.push(key);
+                }
+            }
+        }
         Ok(Config {
+            import,
             supersedence,
             file: file.to_owned(),
             site_name: site.name.get_ref().trim().to_owned(),
@@ -443,6 +508,13 @@ languages = ["en"]
 # feature_upgrades = "immediately"     # classification Upgrades; default: as `expire`
 # Delete updates that have been expired for longer than this (pinned ones are kept).
 # delete_expired_after_days = 90
+
+# [import]
+# A disconnected site takes its catalog from `patchsync export` packages of a connected
+# site (`patchsync import FILE`). Keys whose signatures it trusts: `ed25519:...` lines as
+# `patchsync keygen` writes them in NAME.pub, or paths of such files.
+# trusted_keys = ["keys/cas.pub"]
+# allow_unsigned = false
 "#;
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! The embeddable engine: open a site from its config, sync it, query its store.
 
+use std::collections::HashSet;
 use std::fs::File;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -10,6 +11,10 @@ use crate::error::{Error, Result};
 use crate::events::SyncEvent;
 use crate::filter::{FilterChain, ProductClassificationFilter};
 use crate::model::UpdateId;
+use crate::package::{
+    Counts, ExportOptions, IMPORT_SOURCE, ImportCursor, Manifest, OpenedPackage, PackageKind,
+    PackageSource,
+};
 use crate::source::CatalogSource;
 use crate::store::{CategoryRow, HistoryRow, ShowUpdate, Store, UpdateQuery, UpdateRow};
 use crate::sync::{
@@ -41,8 +46,93 @@ pub struct Status {
     pub categories: u64,
     pub detectoids: u64,
     pub content_digest: String,
+    /// For a site fed by `patchsync import`: whose catalog, up to which version (the
+    /// `--since` of the next export there).
+    pub imported: Option<ImportedFrom>,
     pub store: PathBuf,
     pub log: PathBuf,
+}
+
+/// Whose catalog a disconnected site holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportedFrom {
+    pub site_name: String,
+    pub site_id: String,
+    /// The exporting site's catalog version this site has imported up to.
+    pub version: u64,
+}
+
+/// What `patchsync import` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct PackageImport {
+    pub file: PathBuf,
+    /// The exporting site.
+    pub site_name: String,
+    pub site_id: String,
+    pub kind: PackageKind,
+    pub from_version: u64,
+    pub to_version: u64,
+    pub counts: Counts,
+    /// `ed25519:...` of the key that signed it (`None`: unsigned, allowed by the config).
+    pub signed_by: Option<String>,
+    /// The site already had everything the package holds; nothing was changed.
+    pub already_imported: bool,
+    /// The sync the import ran (`None` when already imported).
+    pub report: Option<SyncReport>,
+}
+
+/// Whether a package continues what the site imported before (`Ok(false)`: this site
+/// already has all it holds); an error says what is wrong and which package would fit.
+fn continues_lineage(path: &Path, m: &Manifest, cur: Option<&ImportCursor>) -> Result<bool> {
+    let theirs = format!("site '{}' ({})", m.site_name, m.site_id);
+    if let Some(c) = cur
+        && c.site_id != m.site_id
+    {
+        return Err(Error::package(
+            path,
+            format!(
+                "it comes from {theirs}, but this site imports from site '{}' ({}): import that \
+                 site's packages, or start a new store to follow another site",
+                c.site_name, c.site_id
+            ),
+        ));
+    }
+    match (m.kind, cur) {
+        (PackageKind::Incremental, None) => Err(Error::package(
+            path,
+            format!(
+                "it holds the changes of {theirs} after catalog version {}, but this site has \
+                 imported nothing yet: import a full package first (`patchsync export --out FILE` \
+                 on that site, without --since)",
+                m.from_version
+            ),
+        )),
+        (_, Some(c)) if m.to_version == c.version => Ok(false),
+        (PackageKind::Incremental, Some(c)) if m.to_version < c.version => Ok(false),
+        (PackageKind::Full, Some(c)) if m.to_version < c.version => Err(Error::package(
+            path,
+            format!(
+                "it is catalog version {} of {theirs}, older than the version {} this site \
+                 already imported: import a newer package",
+                m.to_version, c.version
+            ),
+        )),
+        (PackageKind::Incremental, Some(c)) if m.from_version > c.version => Err(Error::package(
+            path,
+            format!(
+                "it holds the changes of {theirs} after catalog version {}, but this site has that \
+                 catalog up to version {}: the changes of versions {}..={} are missing. Import the \
+                 packages in order, or export the changes since {} (`patchsync export --since {}`)",
+                m.from_version,
+                c.version,
+                c.version + 1,
+                m.from_version,
+                c.version,
+                c.version
+            ),
+        )),
+        _ => Ok(true),
+    }
 }
 
 impl Engine {
@@ -118,6 +208,86 @@ impl Engine {
         observer: &mut dyn FnMut(&SyncEvent),
     ) -> Result<SyncReport> {
         let _lock = self.lock()?;
+        let mut sources: Vec<(String, Box<dyn CatalogSource>)> = self
+            .config
+            .sources
+            .iter()
+            .map(|s| {
+                (
+                    s.kind.as_str().to_owned(),
+                    crate::source::open_configured(s),
+                )
+            })
+            .collect();
+        let configured = sources.len();
+        let warning = (sources.is_empty() && self.extra_sources.is_empty()).then(|| {
+            format!(
+                "{} has no [[source]]; nothing to sync",
+                self.config.file.display()
+            )
+        });
+        sources.append(&mut self.extra_sources);
+        let result = self.run(&mut sources, options, HashSet::new(), warning, observer);
+        self.extra_sources = sources.split_off(configured);
+        result
+    }
+
+    /// Imports an export package of a connected site (see [`crate::package`]): verifies it
+    /// whole, checks it continues what this site imported before, then applies it as a sync
+    /// of one source (the site's filter and languages apply), all or nothing.
+    pub fn import_package(
+        &mut self,
+        path: &Path,
+        observer: &mut dyn FnMut(&SyncEvent),
+    ) -> Result<PackageImport> {
+        let _lock = self.lock()?;
+        let opened = OpenedPackage::open(path, &self.config.import)?;
+        let cursor: Option<ImportCursor> = self
+            .store
+            .source_state(IMPORT_SOURCE)?
+            .cursor
+            .and_then(|c| serde_json::from_str(&c).ok());
+        let m = opened.manifest.clone();
+        let mut outcome = PackageImport {
+            file: path.to_owned(),
+            site_name: m.site_name.clone(),
+            site_id: m.site_id.clone(),
+            kind: m.kind,
+            from_version: m.from_version,
+            to_version: m.to_version,
+            counts: m.counts.clone(),
+            signed_by: opened.signed_by.clone(),
+            already_imported: false,
+            report: None,
+        };
+        if !continues_lineage(path, &m, cursor.as_ref())? {
+            outcome.already_imported = true;
+            return Ok(outcome);
+        }
+        let source = PackageSource::new(opened)?;
+        let pinned: HashSet<UpdateId> = source.pinned().collect();
+        let mut sources: Vec<(String, Box<dyn CatalogSource>)> =
+            vec![("package".to_owned(), Box::new(source))];
+        outcome.report =
+            Some(self.run(&mut sources, SyncOptions::default(), pinned, None, observer)?);
+        Ok(outcome)
+    }
+
+    /// Writes an export package of this site's catalog (see [`crate::package`]). Reads a
+    /// snapshot: a sync may run meanwhile.
+    pub fn export_package(&self, out: &Path, options: &ExportOptions<'_>) -> Result<Manifest> {
+        crate::package::export_package(&self.store, out, options)
+    }
+
+    /// Syncs `sources` in order as one run: one catalog version, one history row.
+    fn run(
+        &mut self,
+        sources: &mut [(String, Box<dyn CatalogSource>)],
+        options: SyncOptions,
+        also_pinned: HashSet<UpdateId>,
+        warning: Option<String>,
+        observer: &mut dyn FnMut(&SyncEvent),
+    ) -> Result<SyncReport> {
         let started = std::time::Instant::now();
         let mut log = SyncLog::open(&self.config.log_path);
         let mut emit = |ev: SyncEvent| {
@@ -132,27 +302,15 @@ impl Engine {
             previous_catalog_version: previous_version,
             ..Default::default()
         };
-        let mut configured: Vec<(String, Box<dyn CatalogSource>)> = self
-            .config
-            .sources
-            .iter()
-            .map(|s| {
-                let src = crate::source::open_configured(s);
-                (s.kind.as_str().to_owned(), src)
-            })
-            .collect();
         emit(SyncEvent::Started {
             site: self.config.site_name.clone(),
             full: options.full,
-            sources: configured.len() + self.extra_sources.len(),
+            sources: sources.len(),
         });
-        if configured.is_empty() && self.extra_sources.is_empty() {
+        if let Some(message) = warning {
             emit(SyncEvent::Warning {
                 source: None,
-                message: format!(
-                    "{} has no [[source]]; nothing to sync",
-                    self.config.file.display()
-                ),
+                message,
             });
         }
         let mut stages: Vec<Box<dyn crate::filter::UpdateFilter>> =
@@ -163,10 +321,10 @@ impl Engine {
         stages.append(&mut self.extra_filters);
         let mut chain = FilterChain::new(stages);
         chain.pinned = self.store.pinned()?;
+        chain.pinned.extend(also_pinned);
         let mut first_error: Option<Error> = None;
         let version = previous_version + 1;
-        let mut extra = std::mem::take(&mut self.extra_sources);
-        for (kind, source) in configured.iter_mut().chain(extra.iter_mut()) {
+        for (kind, source) in sources.iter_mut() {
             let cx = SourceContext {
                 kind,
                 chain: &mut chain,
@@ -194,7 +352,6 @@ impl Engine {
                 }
             }
         }
-        self.extra_sources = extra;
         self.extra_filters = chain.stages.split_off(1);
         match crate::sync::apply_supersedence(
             &mut self.store,
@@ -366,6 +523,15 @@ pub fn status_of(store: &Store, config: &Config) -> Result<Status> {
         categories: store.category_count()?,
         detectoids: store.count("update_type = 'Detectoid'")?,
         content_digest: store.current_content_digest()?,
+        imported: store
+            .source_state(IMPORT_SOURCE)?
+            .cursor
+            .and_then(|c| serde_json::from_str::<ImportCursor>(&c).ok())
+            .map(|c| ImportedFrom {
+                site_name: c.site_name,
+                site_id: c.site_id,
+                version: c.version,
+            }),
         store: config.store_path.clone(),
         log: config.log_path.clone(),
     })

@@ -37,6 +37,10 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// An export package (or a signing key) is unusable; the store was not touched.
+    #[error("package {path}: {message}")]
+    Package { path: PathBuf, message: String },
+
     /// An update or category asked for does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -51,6 +55,13 @@ impl Error {
         Error::Source {
             source_name: name.to_owned(),
             item: item.into(),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn package(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Error::Package {
+            path: path.into(),
             message: message.into(),
         }
     }

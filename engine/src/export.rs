@@ -25,7 +25,7 @@ pub struct ExportSummary {
 }
 
 /// Whether a stored document is update XML (root element `Update`, any prefix).
-fn is_update_xml(xml: &str) -> bool {
+pub(crate) fn is_update_xml(xml: &str) -> bool {
     let mut rest = xml.trim_start_matches('\u{feff}');
     loop {
         let Some(i) = rest.find('<') else {

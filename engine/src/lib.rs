@@ -12,6 +12,8 @@
 //! - The **store** ([`store::Store`]) is one SQLite file (WAL): readers keep working during a
 //!   sync, and each source is applied in one transaction, so a killed sync loses nothing.
 //! - Each sync that changes anything raises the **catalog version** by one.
+//! - **Export packages** ([`package`]) carry a site's catalog, whole or the changes since a
+//!   catalog version, signed, to a disconnected site, whose import is a sync of one source.
 //!
 //! # Embedding
 //!
@@ -35,6 +37,7 @@ pub mod export;
 pub mod filter;
 pub mod generate;
 pub mod model;
+pub mod package;
 pub mod source;
 pub mod store;
 pub mod sync;
@@ -42,7 +45,7 @@ mod synclog;
 pub mod xml;
 
 pub use config::Config;
-pub use engine::{Engine, Status, status_of};
+pub use engine::{Engine, ImportedFrom, PackageImport, Status, status_of};
 pub use error::{Error, Result};
 pub use events::{Phase, SyncEvent};
 pub use store::UpdateQuery;

@@ -1,40 +1,7 @@
 //! `patchsync export --format wsus`: a site's catalog as a `wsusutil export` package that the
 //! wsus-export source reads back to the same catalog.
 
-use std::path::Path;
-
-use crate::common::{Site, generated, shared_data};
-
-/// Every active update with what a site stores of it, one line each.
-fn catalog(db: &Path) -> Vec<String> {
-    let c = rusqlite::Connection::open(db).unwrap();
-    let mut s = c
-        .prepare(
-            "SELECT u.id, u.revision, u.update_type, COALESCE(u.title, ''), u.publication_state,
-                    COALESCE(u.msrc_severity, ''), u.is_bundle,
-                    (SELECT group_concat(category_id) FROM (SELECT category_id FROM update_categories uc WHERE uc.uid = u.uid ORDER BY 1)),
-                    (SELECT group_concat(k) FROM (SELECT r.kind || '>' || r.other_id AS k FROM relations r WHERE r.uid = u.uid ORDER BY 1)),
-                    (SELECT group_concat(k) FROM (SELECT f.name || '@' || COALESCE(fu.url, '') AS k FROM files f LEFT JOIN file_urls fu ON fu.digest = f.digest WHERE f.uid = u.uid ORDER BY 1)),
-                    (SELECT group_concat(k) FROM (SELECT l.language || '=' || l.title AS k FROM localized l WHERE l.uid = u.uid ORDER BY 1)),
-                    (SELECT group_concat(kb) FROM (SELECT kb FROM kb_articles k WHERE k.uid = u.uid ORDER BY 1))
-             FROM updates u WHERE u.state = 'active' ORDER BY u.id",
-        )
-        .unwrap();
-    s.query_map([], |r| {
-        let mut line = String::new();
-        for i in 0..12 {
-            match r.get_ref(i)? {
-                rusqlite::types::ValueRef::Text(t) => line.push_str(&String::from_utf8_lossy(t)),
-                v => line.push_str(&format!("{v:?}")),
-            }
-            line.push('|');
-        }
-        Ok(line)
-    })
-    .unwrap()
-    .map(Result::unwrap)
-    .collect()
-}
+use crate::common::{Site, catalog, generated, shared_data};
 
 #[test]
 fn a_wsus_export_reads_back_to_the_same_catalog() {

@@ -7,6 +7,7 @@ mod cli;
 mod common;
 mod crash;
 mod delta;
+mod disconnected;
 mod export;
 mod filters;
 mod generator;

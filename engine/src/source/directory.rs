@@ -112,6 +112,7 @@ impl CatalogSource for DirectorySource {
         Ok(Listing {
             entries,
             complete: true,
+            ..Default::default()
         })
     }
 

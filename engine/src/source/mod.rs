@@ -27,7 +27,7 @@ pub use wsus_export::WsusExportSource;
 pub use wsusscn2::Wsusscn2Source;
 
 use crate::error::Result;
-use crate::model::{Identity, Update};
+use crate::model::{Identity, Update, UpdateId};
 
 /// What a catalog holds now.
 #[derive(Debug, Clone, Default)]
@@ -36,6 +36,12 @@ pub struct Listing {
     /// `true` when the listing names everything the catalog has, so that an update missing
     /// from it was removed upstream (and is marked expired). `false` for change feeds.
     pub complete: bool,
+    /// A change feed's expirations: updates to mark expired (kept, like a complete
+    /// listing's missing ones), whether or not they are listed.
+    pub expired: Vec<UpdateId>,
+    /// A change feed's removals: updates deleted from the catalog upstream, deleted here
+    /// too (pinned ones are kept) and counted as removed.
+    pub removed: Vec<UpdateId>,
 }
 
 /// One thing a fetch hands back.
@@ -43,6 +49,14 @@ pub struct Listing {
 pub enum Fetched {
     /// One update revision, parsed; `origin` names where it came from (file, record).
     Update { update: Box<Update>, origin: String },
+    /// An update whose metadata comes already compressed as the store keeps it (zstd, see
+    /// `store::write::compress_xml`): stored as given, not compressed again.
+    /// `update.raw_xml` holds the same text.
+    Stored {
+        update: Box<Update>,
+        origin: String,
+        raw_zstd: Vec<u8>,
+    },
     /// The download URL of a file, joined to update files by digest.
     FileUrl { digest: String, url: String },
     /// Something the admin should know that does not stop the sync (an unknown
@@ -109,6 +123,16 @@ pub trait CatalogSource: Send {
     ) -> Result<Option<Listing>> {
         let _ = (want, sink);
         Ok(None)
+    }
+}
+
+/// Reads metadata as the store keeps it (update XML, or a vendor package in the SDP schema)
+/// back into an update; the revision of a vendor package is the caller's to set.
+pub(crate) fn parse_stored(xml: &str) -> std::result::Result<Update, String> {
+    if crate::export::is_update_xml(xml) {
+        crate::xml::parse_update(xml).map_err(|e| e.to_string())
+    } else {
+        sdp::parse_stored_package(xml)
     }
 }
 

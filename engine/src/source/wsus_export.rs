@@ -328,6 +328,7 @@ impl CatalogSource for WsusExportSource {
         Ok(Listing {
             entries,
             complete: true,
+            ..Default::default()
         })
     }
 
@@ -356,6 +357,7 @@ impl CatalogSource for WsusExportSource {
         Ok(Some(Listing {
             entries,
             complete: true,
+            ..Default::default()
         }))
     }
 }

@@ -172,4 +172,18 @@ DELETE FROM files WHERE rowid NOT IN (
 ALTER TABLE updates ADD COLUMN expired_at TEXT;
 UPDATE updates SET expired_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now') WHERE state = 'expired';
 "#,
+    // 5: what incremental export packages need: the updates deleted from the catalog (and
+    // the catalog version that deleted them), and the site's identity (a package's lineage).
+    r#"
+CREATE TABLE removed_updates (
+    update_id       TEXT PRIMARY KEY,
+    removed_version INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX removed_updates_by_version ON removed_updates (removed_version);
+INSERT INTO meta (key, value) VALUES ('site_id',
+    lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || substr(hex(randomblob(2)), 2) || '-'
+          || substr('89ab', 1 + (abs(random()) % 4), 1) || substr(hex(randomblob(2)), 2) || '-'
+          || hex(randomblob(6))));
+INSERT INTO meta (key, value) SELECT 'removals_since', value FROM meta WHERE key = 'catalog_version';
+"#,
 ];

@@ -124,13 +124,25 @@ impl<'c> SyncWriter<'c> {
     /// Deletes an update and everything hanging off it.
     pub fn delete_update(&self, id: UpdateId) -> Result<()> {
         let id = id.to_string();
-        let uid: Option<i64> = self
+        let row: Option<(i64, u64)> = self
             .tx
-            .prepare_cached("SELECT uid FROM updates WHERE id = ?1")
-            .and_then(|mut s| s.query_row([&id], |r| r.get(0)).optional())
+            .prepare_cached("SELECT uid, first_version FROM updates WHERE id = ?1")
+            .and_then(|mut s| {
+                s.query_row([&id], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })
             .map_err(|e| self.err(e))?;
-        if let Some(uid) = uid {
+        if let Some((uid, first_version)) = row {
             self.delete_children(uid)?;
+            // Was in a committed catalog: incremental exports carry the removal.
+            if first_version < self.version {
+                self.tx
+                    .prepare_cached(
+                        "INSERT OR REPLACE INTO removed_updates (update_id, removed_version) VALUES (?1, ?2)",
+                    )
+                    .and_then(|mut s| s.execute(params![id, self.version as i64]))
+                    .map_err(|e| self.err(e))?;
+            }
         }
         self.tx
             .prepare_cached("DELETE FROM categories WHERE id = ?1")
@@ -345,6 +357,14 @@ impl<'c> SyncWriter<'c> {
             .prepare_cached("UPDATE updates SET selected_by = ?2 WHERE id = ?1")
             .and_then(|mut s| s.execute(params![id.to_string(), by]))
             .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// The source an update in the store came from.
+    pub fn source_of(&self, id: UpdateId) -> Result<Option<String>> {
+        self.tx
+            .prepare_cached("SELECT source FROM updates WHERE id = ?1")
+            .and_then(|mut s| s.query_row([id.to_string()], |r| r.get(0)).optional())
             .map_err(|e| self.err(e))
     }
 

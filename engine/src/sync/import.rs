@@ -124,7 +124,7 @@ pub(crate) fn import_update(
     let mut urls: Vec<(String, String)> = Vec::new();
     source.fetch(&first, &mut |f| {
         match f {
-            Fetched::Update { update, .. }
+            Fetched::Update { update, .. } | Fetched::Stored { update, .. }
                 if matches(&update) && seen.insert(update.identity.id) =>
             {
                 got.push((*update, Role::Target));
@@ -192,7 +192,7 @@ pub(crate) fn import_update(
         let mut batch: Vec<Update> = Vec::new();
         source.fetch(&wanted, &mut |f| {
             match f {
-                Fetched::Update { update, .. }
+                Fetched::Update { update, .. } | Fetched::Stored { update, .. }
                     if wanted.contains(&update.identity) && seen.insert(update.identity.id) =>
                 {
                     batch.push(*update);

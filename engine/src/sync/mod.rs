@@ -126,6 +126,7 @@ pub(crate) fn sync_source(
     let mut listed: HashMap<UpdateId, u32> = HashMap::new();
     let mut wanted: HashSet<Identity> = HashSet::new();
     let mut complete = true;
+    let mut feed = (Vec::new(), Vec::new());
     if !single_pass {
         (cx.emit)(SyncEvent::PhaseStarted {
             source: name.clone(),
@@ -158,6 +159,7 @@ pub(crate) fn sync_source(
             }
         }
         complete = listing.complete;
+        feed = (listing.expired, listing.removed);
     }
     let path = store.path().to_owned();
 
@@ -209,6 +211,7 @@ pub(crate) fn sync_source(
             *r = (*r).max(e.revision);
         }
         complete = listing.complete;
+        feed = (listing.expired.clone(), listing.removed.clone());
         report.unchanged += listed
             .iter()
             .filter(|(id, rev)| {
@@ -301,6 +304,23 @@ pub(crate) fn sync_source(
             writer.delete_item(id)?;
         }
     }
+    // What a change feed says expired or went away.
+    let (feed_expired, feed_removed) = feed;
+    for id in feed_expired {
+        if writer.source_of(id)?.as_deref() == Some(name.as_str()) && writer.expire(id)? {
+            report.expired += 1;
+        }
+    }
+    for id in feed_removed {
+        if cx.chain.pinned.contains(&id) {
+            continue;
+        }
+        if writer.source_of(id)?.as_deref() == Some(name.as_str()) {
+            writer.delete_update(id)?;
+            report.removed += 1;
+        }
+        writer.delete_item(id)?;
+    }
     let changed = report.new + report.revised + report.expired + report.removed > 0;
     new_state.cursor = source.cursor();
     writer.commit(cx.kind, &new_state, changed)?;
@@ -369,6 +389,14 @@ pub(crate) fn fetch_into(
                                 })?;
                             update.raw_xml = String::new();
                             Item::Update(update, raw)
+                        }
+                        Fetched::Stored {
+                            mut update,
+                            raw_zstd,
+                            ..
+                        } => {
+                            update.raw_xml = String::new();
+                            Item::Update(update, raw_zstd)
                         }
                         Fetched::FileUrl { digest, url } => Item::Url(digest, url),
                         Fetched::Warning(w) => Item::Warning(w),

@@ -150,10 +150,42 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Export {
+            format: crate::ExportFormat::Patchsync,
+            out,
+            since,
+            sign,
+            json: as_json,
+        } => export_package(&cli.config, &out, since, sign.as_deref(), as_json),
+        Command::Import {
+            file,
+            json: as_json,
+        } => import_package(&cli.config, &file, as_json),
+        Command::Keygen { out } => {
+            let g = patchsync::package::SigningKey::generate(&out)?;
+            out!(
+                "Secret key: {} (keep it on the exporting site; export --sign {})",
+                g.secret_key.display(),
+                g.secret_key.display()
+            );
+            out!("Public key: {}", g.public_key.display());
+            out!(
+                "On each importing site, in the config:\n  [import]\n  trusted_keys = [\"{}\"]",
+                g.public_text
+            );
+            Ok(())
+        }
+        Command::Export {
             format: crate::ExportFormat::Wsus,
             out,
+            since,
+            sign,
             json: as_json,
         } => {
+            if since.is_some() || sign.is_some() {
+                bail!(
+                    "--since and --sign apply to patchsync packages; a WSUS export is always the whole active catalog, unsigned"
+                );
+            }
             let engine = Engine::open_path(&cli.config)?;
             let s = engine.export_wsus(&out)?;
             if as_json {
@@ -233,6 +265,14 @@ pub fn run(cli: Cli) -> Result<()> {
             out!("categories:         {}", s.categories);
             out!("detectoids:         {}", s.detectoids);
             out!("content digest:     {}", s.content_digest);
+            if let Some(i) = &s.imported {
+                out!(
+                    "imported from:      site {} up to its catalog version {} (next: export --since {})",
+                    i.site_name,
+                    i.version,
+                    i.version
+                );
+            }
             out!("store:              {}", s.store.display());
             out!("log:                {}", s.log.display());
             Ok(())
@@ -355,6 +395,77 @@ fn init(path: &Path, force: bool) -> Result<()> {
         "Wrote {}; edit [[source]] and [filter], then run `patchsync sync`",
         path.display()
     );
+    Ok(())
+}
+
+fn export_package(
+    config: &Path,
+    out: &Path,
+    since: Option<u64>,
+    sign: Option<&Path>,
+    as_json: bool,
+) -> Result<()> {
+    let engine = Engine::open_path(config)?;
+    let key = sign.map(patchsync::package::SigningKey::load).transpose()?;
+    let m = engine.export_package(
+        out,
+        &patchsync::package::ExportOptions {
+            since,
+            sign: key.as_ref(),
+        },
+    )?;
+    if as_json {
+        return json(&m);
+    }
+    let size: u64 = m.parts.iter().map(|p| p.size).sum();
+    out!(
+        "Wrote {}: {} package of site {}, catalog versions {}..{}: {} update records ({} expired, {} categories), {} removed, {} file URLs; {:.1} MB, {}",
+        out.display(),
+        match m.kind {
+            patchsync::package::PackageKind::Full => "full",
+            patchsync::package::PackageKind::Incremental => "incremental",
+        },
+        m.site_name,
+        m.from_version,
+        m.to_version,
+        m.counts.updates,
+        m.counts.expired,
+        m.counts.categories,
+        m.counts.removed,
+        m.counts.file_urls,
+        size as f64 / 1e6,
+        match &key {
+            Some(k) => format!("signed by {}", k.public_text()),
+            None => "unsigned".to_owned(),
+        }
+    );
+    Ok(())
+}
+
+fn import_package(config: &Path, file: &Path, as_json: bool) -> Result<()> {
+    let mut engine = Engine::open(Config::load(config)?)?;
+    let mut progress = Progress::new(as_json);
+    let r = engine.import_package(file, &mut |e| progress.event(e))?;
+    if as_json {
+        return json(&r);
+    }
+    if r.already_imported {
+        out!(
+            "{}: this site already has catalog version {} of site {}; nothing changed",
+            file.display(),
+            r.to_version,
+            r.site_name
+        );
+    } else if let Some(report) = &r.report {
+        out!(
+            "Imported {}: site {} catalog versions {}..{}; this site is at catalog version {}",
+            file.display(),
+            r.site_name,
+            r.from_version,
+            r.to_version,
+            report.catalog_version
+        );
+    }
     Ok(())
 }
 

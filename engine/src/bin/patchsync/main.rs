@@ -97,16 +97,38 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Write the store's active catalog to a file another system reads.
+    /// Write the site's catalog to a file: a package a disconnected site imports, or a
+    /// WSUS export.
     Export {
-        /// `wsus`: a `wsusutil export` CAB (package.xml + metadata.txt) for a WSUS server or
-        /// another site's wsus-export source.
-        #[arg(long, value_enum)]
+        /// `patchsync` (default): a package for `patchsync import` (engine/docs/package.md).
+        /// `wsus`: a `wsusutil export` CAB (package.xml + metadata.txt) of the active
+        /// catalog, for a WSUS server or another site's wsus-export source.
+        #[arg(long, value_enum, default_value = "patchsync")]
         format: ExportFormat,
         #[arg(long)]
         out: PathBuf,
+        /// Only the changes after this catalog version (the version the importing site last
+        /// imported: `patchsync status` there shows it).
+        #[arg(long)]
+        since: Option<u64>,
+        /// Sign the package with this secret key (NAME.key from `patchsync keygen`).
+        #[arg(long, value_name = "KEY")]
+        sign: Option<PathBuf>,
         #[arg(long)]
         json: bool,
+    },
+    /// Import a package written by `patchsync export` on a connected site: verified whole,
+    /// then applied in one transaction as if this site had synced.
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make an ed25519 key pair for signing packages: NAME.key (secret) and NAME.pub.
+    Keygen {
+        /// Where the keys go, without extension, e.g. `keys/cas`.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Remove the pin `import-update` set; the next sync decides the update by the filter.
     Unpin {
@@ -170,6 +192,7 @@ pub enum Command {
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
 pub enum ExportFormat {
+    Patchsync,
     Wsus,
 }
 

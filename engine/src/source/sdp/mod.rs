@@ -175,20 +175,20 @@ impl SdpCatalogSource {
 
     /// The category ids a package names, registering new categories in the next cursor.
     fn categories_of(&mut self, p: &package::SdpPackage) -> Vec<UpdateId> {
-        let company = category_id("company", &p.vendor);
-        self.note_category(company, CategoryKind::Company, &p.vendor, None);
-        let product = category_id("product", &format!("{}\n{}", p.vendor, p.product));
-        self.note_category(product, CategoryKind::Product, &p.product, Some(company));
-        let mut out = vec![product];
-        if let Some(c) = &p.classification {
-            match well_known_classification(c) {
-                Some(id) => out.push(id),
-                None => {
-                    let id = category_id("classification", &c.to_lowercase());
-                    self.note_category(id, CategoryKind::UpdateClassification, c, None);
-                    out.push(id);
-                }
+        let ids = package_categories(p);
+        self.note_category(ids.company, CategoryKind::Company, &p.vendor, None);
+        self.note_category(
+            ids.product,
+            CategoryKind::Product,
+            &p.product,
+            Some(ids.company),
+        );
+        let mut out = vec![ids.product];
+        if let Some((id, c)) = ids.classification.zip(p.classification.as_ref()) {
+            if well_known_classification(c).is_none() {
+                self.note_category(id, CategoryKind::UpdateClassification, c, None);
             }
+            out.push(id);
         }
         out
     }
@@ -495,11 +495,43 @@ impl SdpCatalogSource {
         Ok(Listing {
             entries,
             complete: true,
+            ..Default::default()
         })
     }
 }
 
 /// Minutes from 2000-01-01T00:00Z to an SDP timestamp (with or without an offset).
+/// The categories of a vendor package, derived from its names alone.
+struct PackageCategories {
+    company: UpdateId,
+    product: UpdateId,
+    /// A well-known classification's GUID, or one derived from an unknown name.
+    classification: Option<UpdateId>,
+}
+
+fn package_categories(p: &package::SdpPackage) -> PackageCategories {
+    PackageCategories {
+        company: category_id("company", &p.vendor),
+        product: category_id("product", &format!("{}\n{}", p.vendor, p.product)),
+        classification: p.classification.as_ref().map(|c| {
+            well_known_classification(c)
+                .unwrap_or_else(|| category_id("classification", &c.to_lowercase()))
+        }),
+    }
+}
+
+/// Reads a vendor package as this source stored it (its categories derived as a sync
+/// derives them); the revision is the caller's to set.
+pub(crate) fn parse_stored_package(xml: &str) -> std::result::Result<crate::model::Update, String> {
+    let p = package::parse_package(xml)?;
+    let ids = package_categories(&p);
+    let mut u = p.update;
+    u.categories = std::iter::once(ids.product)
+        .chain(ids.classification)
+        .collect();
+    Ok(u)
+}
+
 fn minutes_since_2000(s: &str) -> Option<u32> {
     use chrono::{DateTime, NaiveDate, NaiveDateTime};
     let s = s.trim();

@@ -609,11 +609,28 @@ impl Walk<'_, '_> {
             ));
         }
         let (cats, rels) = (u.categories.len(), u.relations.len());
+        let (dated, with_language) = (u.creation_date.is_some(), u.default_language.is_some());
         self.merge(&entry, &mut u);
+        // What package.xml added goes into the stored XML too, so it reads back the same
+        // (from this store, or from an export of it).
+        let mut patched = false;
         if u.categories.len() > cats || u.relations.len() > rels {
-            // What package.xml added goes into the stored XML too, so it reads back the same
-            // (from this store, or from an export of it).
             patch_relationships(&mut doc, &u.categories[cats..], &u.relations[rels..]);
+            patched = true;
+        }
+        for (had, name, value) in [
+            (dated, "CreationDate", &u.creation_date),
+            (
+                with_language,
+                "DefaultPropertiesLanguage",
+                &u.default_language,
+            ),
+        ] {
+            if let Some(v) = value.as_deref().filter(|_| !had) {
+                patched |= patch_property(&mut doc, name, v);
+            }
+        }
+        if patched {
             u.raw_xml = doc;
         }
         Ok(u)
@@ -759,6 +776,28 @@ impl Walk<'_, '_> {
 /// Writes categories and relations into the `Relationships` of an assembled revision (the
 /// part before its `LocalizedPropertiesCollection`), creating the containers it lacks in
 /// schema order: `Prerequisites`, `BundledUpdates`, `SupersededUpdates`.
+/// Adds `name="value"` to the core fragment's `Properties` element; `false` if it has none.
+fn patch_property(doc: &mut String, name: &str, value: &str) -> bool {
+    let core_end = doc
+        .find("<LocalizedPropertiesCollection>")
+        .unwrap_or(doc.len());
+    let Some(i) = doc[..core_end]
+        .match_indices("<Properties")
+        .map(|(i, _)| i)
+        .find(|i| {
+            matches!(
+                doc.as_bytes().get(i + 11),
+                Some(b' ' | b'>' | b'/' | b'\t' | b'\n' | b'\r')
+            )
+        })
+    else {
+        return false;
+    };
+    let attr = format!(" {name}=\"{}\"", quick_xml::escape::escape(value));
+    doc.insert_str(i + 11, &attr);
+    true
+}
+
 fn patch_relationships(doc: &mut String, cats: &[UpdateId], rels: &[(RelationKind, UpdateRef)]) {
     let mut prereq = String::new();
     let mut any = String::new();
@@ -977,6 +1016,7 @@ impl Wsusscn2Source {
         let listing = Listing {
             entries: package.entries.iter().map(|e| e.identity).collect(),
             complete: true,
+            ..Default::default()
         };
         // Kept for the next fetch of this sync (an import fetches in several rounds).
         self.listed = Some(package);

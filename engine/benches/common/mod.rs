@@ -1,0 +1,79 @@
+//! What the child-process benches share: the generated catalogs, the child runner, peak RSS.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use patchsync::generate::{EvolveOptions, GenerateOptions, evolve, generate};
+
+/// This process's peak resident set (`VmHWM`), in KiB.
+pub fn peak_rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// `target/bench/`, the generated catalog of `n` updates (seed 1) and its 1 % evolution
+/// (seed 2), generated on first use and kept.
+pub fn catalogs(n: usize) -> (PathBuf, PathBuf, PathBuf) {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
+    std::fs::create_dir_all(&root).unwrap();
+    let cab = root.join(format!("catalog-{n}.cab"));
+    let next = root.join(format!("catalog-{n}-next.cab"));
+    if !cab.exists() || !next.exists() {
+        let t = Instant::now();
+        let options = GenerateOptions {
+            updates: n,
+            seed: 1,
+            categories_from: None,
+        };
+        generate(&cab, &options).unwrap();
+        let evolution = EvolveOptions {
+            seed: 2,
+            change_percent: 1.0,
+        };
+        evolve(&cab, &next, &evolution).unwrap();
+        eprintln!(
+            "generated {n}-update catalog and its 1 % evolution in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+    }
+    (root, cab, next)
+}
+
+/// The number of updates: `PATCHSYNC_BENCH_UPDATES`, default 500,000.
+pub fn updates() -> usize {
+    std::env::var("PATCHSYNC_BENCH_UPDATES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500_000)
+}
+
+/// Runs this bench again as `--child MODE ARGS...` and reads back `seconds peak_rss_kb`.
+pub fn run_child(mode: &str, args: &[&Path]) -> (f64, u64) {
+    // Start each run with no dirty pages from the previous one (the runs write gigabytes;
+    // the kernel's write-back would otherwise throttle whichever run comes next).
+    let _ = Command::new("sync").status();
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--child", mode])
+        .args(args)
+        .output()
+        .expect("child");
+    assert!(
+        out.status.success(),
+        "{mode} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut it = text.split_whitespace();
+    (
+        it.next().unwrap().parse().unwrap(),
+        it.next().unwrap().parse().unwrap(),
+    )
+}
