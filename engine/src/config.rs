@@ -23,6 +23,9 @@ struct RawConfig {
     supersedence: Option<RawSupersedence>,
     #[serde(default)]
     import: Option<RawImport>,
+    /// Rule sets written in the site config itself.
+    #[serde(default)]
+    rule_set: Vec<Spanned<crate::rules::RawRuleSet>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -84,6 +87,16 @@ struct RawFilter {
     classifications: Option<Spanned<Vec<String>>>,
     #[serde(default)]
     languages: Option<Spanned<Vec<String>>>,
+    /// Rule sets in the order they apply: names of `[[rule_set]]` tables, or rule files.
+    #[serde(default)]
+    rules: Option<Spanned<Vec<String>>>,
+    /// The stages in order: "rules", "built-in" (default: both, rules first).
+    #[serde(default)]
+    order: Option<Spanned<Vec<String>>>,
+    /// A sync that would remove more than this share of a source's active updates is
+    /// refused unless `--allow-mass-removal` (default 20).
+    #[serde(default)]
+    mass_removal_percent: Option<Spanned<i64>>,
 }
 
 /// The kinds of catalog source this build knows.
@@ -141,6 +154,21 @@ pub struct FilterConfig {
     pub products: Pick,
     pub classifications: Pick,
     pub languages: LanguageSelection,
+    /// Compiled rule sets, in the order they apply.
+    pub rule_sets: Vec<crate::rules::RuleSet>,
+    /// The stages in order.
+    pub order: Vec<Stage>,
+    /// See `[filter] mass_removal_percent`.
+    pub mass_removal_percent: u32,
+}
+
+/// A stage of the filter chain the config orders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Every rule set, in `[filter] rules` order.
+    Rules,
+    /// Product and classification selection.
+    BuiltIn,
 }
 
 /// When a superseded update expires (Configuration Manager's supersedence rules).
@@ -381,6 +409,111 @@ impl Config {
         .unwrap_or_else(|| vec!["*".into()]);
         let languages = list(f.and_then(|f| f.languages.as_ref()), "languages")?
             .unwrap_or_else(|| vec!["en".into()]);
+        // Rule sets: inline ones by name, files by path, in the order `rules` gives.
+        let mut inline: Vec<(String, crate::rules::RuleSet)> = Vec::new();
+        for (i, r) in raw.rule_set.into_iter().enumerate() {
+            let span = r.span();
+            let raw_set = r.into_inner();
+            if raw_set.name.is_none() {
+                return Err(fail(
+                    Some(span),
+                    format!(
+                        "[[rule_set]] {}: give it a name = \"...\" ([filter] rules lists sets by name)",
+                        i + 1
+                    ),
+                ));
+            }
+            let set = crate::rules::compile(raw_set, text, file, "inline")?;
+            if inline.iter().any(|(n, _)| *n == set.name) {
+                return Err(fail(
+                    Some(span),
+                    format!("[[rule_set]] name: '{}' is used twice", set.name),
+                ));
+            }
+            inline.push((set.name.clone(), set));
+        }
+        let mut rule_sets = Vec::new();
+        match f.and_then(|f| f.rules.as_ref()) {
+            None => rule_sets.extend(inline.into_iter().map(|(_, s)| s)),
+            Some(list) => {
+                for entry in list.get_ref() {
+                    if let Some(i) = inline.iter().position(|(n, _)| n == entry) {
+                        rule_sets.push(inline.remove(i).1);
+                    } else if entry.ends_with(".toml")
+                        || entry.contains('/')
+                        || entry.contains('\\')
+                    {
+                        rule_sets.push(crate::rules::load_file(&resolve(entry))?);
+                    } else {
+                        return Err(fail(
+                            Some(list.span()),
+                            format!(
+                                "[filter] rules: '{entry}' is neither a [[rule_set]] name nor a rule file (*.toml)"
+                            ),
+                        ));
+                    }
+                }
+                if let Some((n, _)) = inline.first() {
+                    return Err(fail(
+                        Some(list.span()),
+                        format!(
+                            "[filter] rules: the [[rule_set]] '{n}' is defined but not listed; add it where it applies"
+                        ),
+                    ));
+                }
+            }
+        }
+        for (i, a) in rule_sets.iter().enumerate() {
+            if rule_sets[..i].iter().any(|b| b.name == a.name) {
+                return Err(fail(
+                    f.and_then(|f| f.rules.as_ref()).map(|l| l.span()),
+                    format!(
+                        "[filter] rules: two rule sets are named '{}'; set `name` in one of them",
+                        a.name
+                    ),
+                ));
+            }
+        }
+        let order = match f.and_then(|f| f.order.as_ref()) {
+            None => vec![Stage::Rules, Stage::BuiltIn],
+            Some(list) => {
+                let mut out = Vec::new();
+                for s in list.get_ref() {
+                    let stage = match s.as_str() {
+                        "rules" => Stage::Rules,
+                        "built-in" => Stage::BuiltIn,
+                        other => {
+                            return Err(fail(
+                                Some(list.span()),
+                                format!(
+                                    "[filter] order: '{other}' is not a stage; stages: \"rules\", \"built-in\""
+                                ),
+                            ));
+                        }
+                    };
+                    if out.contains(&stage) {
+                        return Err(fail(
+                            Some(list.span()),
+                            format!("[filter] order: '{s}' is listed twice"),
+                        ));
+                    }
+                    out.push(stage);
+                }
+                out
+            }
+        };
+        let mass_removal_percent = match f.and_then(|f| f.mass_removal_percent.as_ref()) {
+            None => 20,
+            Some(p) => u32::try_from(*p.get_ref())
+                .ok()
+                .filter(|p| *p <= 100)
+                .ok_or_else(|| {
+                    fail(
+                        Some(p.span()),
+                        "[filter] mass_removal_percent: a share from 0 to 100".into(),
+                    )
+                })?,
+        };
         let mut supersedence = SupersedencePolicy::default();
         if let Some(raw) = &raw.supersedence {
             let rule = |v: &Spanned<String>, key: &str| {
@@ -455,6 +588,9 @@ impl Config {
                 products: Pick::from_list(&products),
                 classifications: Pick::from_list(&classifications),
                 languages: LanguageSelection::new(&languages),
+                rule_sets,
+                order,
+                mass_removal_percent,
             },
         })
     }

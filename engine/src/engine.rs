@@ -18,7 +18,7 @@ use crate::package::{
 use crate::source::CatalogSource;
 use crate::store::{CategoryRow, HistoryRow, ShowUpdate, Store, UpdateQuery, UpdateRow};
 use crate::sync::{
-    SourceContext, SourceOutcome, SourceReport, SyncOptions, SyncReport, sync_source,
+    PlannedChange, SourceContext, SourceOutcome, SourceReport, SyncOptions, SyncReport, sync_source,
 };
 use crate::synclog::SyncLog;
 
@@ -51,6 +51,13 @@ pub struct Status {
     pub imported: Option<ImportedFrom>,
     pub store: PathBuf,
     pub log: PathBuf,
+}
+
+/// What `patchsync plan` found: the report a sync would give, and each change.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub report: SyncReport,
+    pub changes: Vec<PlannedChange>,
 }
 
 /// Whose catalog a disconnected site holds.
@@ -227,7 +234,14 @@ impl Engine {
             )
         });
         sources.append(&mut self.extra_sources);
-        let result = self.run(&mut sources, options, HashSet::new(), warning, observer);
+        let result = self.run(
+            &mut sources,
+            options,
+            HashSet::new(),
+            warning,
+            None,
+            observer,
+        );
         self.extra_sources = sources.split_off(configured);
         result
     }
@@ -268,8 +282,14 @@ impl Engine {
         let pinned: HashSet<UpdateId> = source.pinned().collect();
         let mut sources: Vec<(String, Box<dyn CatalogSource>)> =
             vec![("package".to_owned(), Box::new(source))];
-        outcome.report =
-            Some(self.run(&mut sources, SyncOptions::default(), pinned, None, observer)?);
+        outcome.report = Some(self.run(
+            &mut sources,
+            SyncOptions::default(),
+            pinned,
+            None,
+            None,
+            observer,
+        )?);
         Ok(outcome)
     }
 
@@ -279,6 +299,80 @@ impl Engine {
         crate::package::export_package(&self.store, out, options)
     }
 
+    /// The decision trail of one update under the current config (see [`crate::explain`]).
+    pub fn explain(&self, id: UpdateId) -> Result<crate::explain::Explanation> {
+        let mut chain = self.chain()?;
+        crate::explain::explain(&self.store, &mut chain, id)
+    }
+
+    /// What a sync would change, without changing anything (`patchsync plan`): every source
+    /// is synced up to the commit, compared with the store, and rolled back. The report's
+    /// warnings include what the mass-removal guard would refuse.
+    pub fn plan(
+        &mut self,
+        options: SyncOptions,
+        observer: &mut dyn FnMut(&SyncEvent),
+    ) -> Result<Plan> {
+        let _lock = self.lock()?;
+        let mut sources: Vec<(String, Box<dyn CatalogSource>)> = self
+            .config
+            .sources
+            .iter()
+            .map(|s| {
+                (
+                    s.kind.as_str().to_owned(),
+                    crate::source::open_configured(s),
+                )
+            })
+            .collect();
+        let configured = sources.len();
+        sources.append(&mut self.extra_sources);
+        let mut changes = Vec::new();
+        let result = self.run(
+            &mut sources,
+            options,
+            HashSet::new(),
+            None,
+            Some(&mut changes),
+            observer,
+        );
+        self.extra_sources = sources.split_off(configured);
+        Ok(Plan {
+            report: result?,
+            changes,
+        })
+    }
+
+    /// The configured filter chain (without the host's own stages): pins, then the stages in
+    /// `[filter] order`.
+    fn chain(&self) -> Result<FilterChain> {
+        let f = &self.config.filter;
+        let mut stages: Vec<Box<dyn crate::filter::UpdateFilter>> = Vec::new();
+        for stage in &f.order {
+            match stage {
+                crate::config::Stage::Rules => {
+                    for set in &f.rule_sets {
+                        stages.push(Box::new(set.clone()));
+                    }
+                }
+                crate::config::Stage::BuiltIn => {
+                    stages.push(Box::new(ProductClassificationFilter::new(
+                        f.products.clone(),
+                        f.classifications.clone(),
+                    )));
+                }
+            }
+        }
+        let mut chain = FilterChain::new(stages);
+        chain.pinned = self.store.pinned()?;
+        chain.needs_details = !f.rule_sets.is_empty();
+        chain.needs_supersedence = f.rule_sets.iter().any(|s| s.uses_supersedence());
+        if chain.needs_supersedence {
+            chain.superseded = self.store.superseded_ids()?;
+        }
+        Ok(chain)
+    }
+
     /// Syncs `sources` in order as one run: one catalog version, one history row.
     fn run(
         &mut self,
@@ -286,15 +380,24 @@ impl Engine {
         options: SyncOptions,
         also_pinned: HashSet<UpdateId>,
         warning: Option<String>,
+        mut plan: Option<&mut Vec<PlannedChange>>,
         observer: &mut dyn FnMut(&SyncEvent),
     ) -> Result<SyncReport> {
         let started = std::time::Instant::now();
-        let mut log = SyncLog::open(&self.config.log_path);
+        let dry = plan.is_some();
+        // A dry run leaves no trace: no sync log, no history row.
+        let mut log = (!dry).then(|| SyncLog::open(&self.config.log_path));
         let mut emit = |ev: SyncEvent| {
-            log.event(&ev);
+            if let Some(log) = log.as_mut() {
+                log.event(&ev);
+            }
             observer(&ev);
         };
-        let run = self.store.begin_run(options.full)?;
+        let run = if dry {
+            None
+        } else {
+            Some(self.store.begin_run(options.full)?)
+        };
         let previous_version = self.store.catalog_version()?;
         let mut report = SyncReport {
             site: self.config.site_name.clone(),
@@ -313,14 +416,9 @@ impl Engine {
                 message,
             });
         }
-        let mut stages: Vec<Box<dyn crate::filter::UpdateFilter>> =
-            vec![Box::new(ProductClassificationFilter::new(
-                self.config.filter.products.clone(),
-                self.config.filter.classifications.clone(),
-            ))];
-        stages.append(&mut self.extra_filters);
-        let mut chain = FilterChain::new(stages);
-        chain.pinned = self.store.pinned()?;
+        let mut chain = self.chain()?;
+        let configured_stages = chain.stages.len();
+        chain.stages.append(&mut self.extra_filters);
         chain.pinned.extend(also_pinned);
         let mut first_error: Option<Error> = None;
         let version = previous_version + 1;
@@ -332,6 +430,8 @@ impl Engine {
                 options,
                 version,
                 emit: &mut emit,
+                mass_removal_percent: self.config.filter.mass_removal_percent,
+                plan: plan.as_deref_mut(),
             };
             match sync_source(&mut self.store, source.as_mut(), cx) {
                 Ok(r) => {
@@ -352,7 +452,15 @@ impl Engine {
                 }
             }
         }
-        self.extra_filters = chain.stages.split_off(1);
+        self.extra_filters = chain.stages.split_off(configured_stages);
+        let Some(run) = run else {
+            report.catalog_version = previous_version;
+            report.duration_ms = started.elapsed().as_millis() as u64;
+            return match first_error {
+                None => Ok(report),
+                Some(e) => Err(e),
+            };
+        };
         match crate::sync::apply_supersedence(
             &mut self.store,
             &self.config.supersedence,

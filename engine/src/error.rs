@@ -45,6 +45,11 @@ pub enum Error {
     #[error("{0}")]
     NotFound(String),
 
+    /// A sync would do what the config guards against (remove a large share of the
+    /// catalog, or keep nothing of a source); nothing was changed.
+    #[error("{0}")]
+    Refused(String),
+
     /// The sync was cancelled by the host.
     #[error("sync cancelled; the store is unchanged and the next sync starts again")]
     Cancelled,

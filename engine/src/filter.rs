@@ -95,12 +95,53 @@ pub struct UpdateView {
     pub categories: Vec<UpdateId>,
     pub msrc_severity: Option<String>,
     pub is_bundle: bool,
+    /// The `[[source]]` it comes from.
+    pub source: String,
+    pub kb_articles: Vec<String>,
+    pub cves: Vec<String>,
+    pub bulletins: Vec<String>,
+    /// The languages it has titles in.
+    pub languages: Vec<String>,
+    pub creation_date: Option<String>,
+    /// Publication state `Published` (not expired by its catalog).
+    pub published: bool,
+    /// Superseded by an update the store holds (filled when a stage asks for it).
+    pub superseded: bool,
+    /// Download size: the largest the catalog gives, else the files' total.
+    pub size: Option<u64>,
+}
+
+impl UpdateView {
+    /// What the stages see of a parsed update from `source`.
+    pub fn of(u: &crate::model::Update, source: &str) -> UpdateView {
+        let files: u64 = u.files.iter().filter_map(|f| f.size).sum();
+        UpdateView {
+            id: u.identity.id,
+            revision: u.identity.revision,
+            update_type: u.update_type,
+            title: u.title("en").map(str::to_owned),
+            categories: u.categories.clone(),
+            msrc_severity: u.msrc_severity.clone(),
+            is_bundle: u.is_bundle(),
+            source: source.to_owned(),
+            kb_articles: u.kb_articles.clone(),
+            cves: u.cves.clone(),
+            bulletins: u.security_bulletins.clone(),
+            languages: u.localized.iter().map(|l| l.language.clone()).collect(),
+            creation_date: u.creation_date.clone(),
+            published: u.is_published(),
+            superseded: false,
+            size: u.max_download_size.or((files > 0).then_some(files)),
+        }
+    }
 }
 
 /// A stage's answer for one update.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     Include,
+    /// Include, and pin: kept across syncs whatever the stages say later, until `unpin`.
+    Pin,
     Exclude,
     /// No opinion: the next stage decides.
     Abstain,
@@ -125,6 +166,10 @@ pub trait UpdateFilter {
     }
     /// Appends one decision per update of `batch` to `out`, in order.
     fn evaluate(&self, tree: &CategoryTree, batch: &[UpdateView], out: &mut Vec<Decision>);
+    /// For `explain`: how the stage's own steps (a rule set's rules) fared on `u`.
+    fn trace(&self, _tree: &CategoryTree, _u: &UpdateView) -> Vec<crate::rules::RuleTrace> {
+        Vec::new()
+    }
 }
 
 /// A list of names / GUIDs from the config, or "all".
@@ -334,6 +379,14 @@ pub struct FilterChain {
     pub stages: Vec<Box<dyn UpdateFilter>>,
     /// Updates pinned by `import-update`: kept whatever the stages say, until `unpin`.
     pub pinned: HashSet<UpdateId>,
+    /// Updates the store holds a superseder of, for stages that read `superseded`
+    /// (loaded by the sync when [`needs_supersedence`](Self::needs_supersedence)).
+    pub superseded: HashSet<UpdateId>,
+    /// A stage reads `superseded`.
+    pub needs_supersedence: bool,
+    /// A stage reads more than id, type, title, categories, severity and bundle flag (KB,
+    /// CVE, languages, dates, sizes, source): the selection stage loads those from the store.
+    pub needs_details: bool,
 }
 
 impl FilterChain {
@@ -341,6 +394,9 @@ impl FilterChain {
         FilterChain {
             stages,
             pinned: HashSet::new(),
+            superseded: HashSet::new(),
+            needs_supersedence: false,
+            needs_details: false,
         }
     }
 
@@ -446,15 +502,10 @@ mod tests {
     }
 
     fn view(cats: &[UpdateId]) -> UpdateView {
-        UpdateView {
-            id: id(99),
-            revision: 1,
-            update_type: UpdateType::Software,
-            title: None,
-            categories: cats.to_vec(),
-            msrc_severity: None,
-            is_bundle: false,
-        }
+        let mut u = crate::model::Update::blank();
+        u.identity.id = id(99);
+        u.categories = cats.to_vec();
+        UpdateView::of(&u, "test")
     }
 
     #[test]

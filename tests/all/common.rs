@@ -95,6 +95,15 @@ impl Site {
             .expect("sync")
     }
 
+    /// A sync after a deliberate filter change that removes much of the catalog.
+    pub fn sync_allowing_mass_removal(&self) -> SyncReport {
+        let options = SyncOptions {
+            allow_mass_removal: true,
+            ..Default::default()
+        };
+        self.engine().sync(options, &mut |_| {}).expect("sync")
+    }
+
     pub fn try_sync(&self) -> patchsync::Result<SyncReport> {
         self.engine().sync(SyncOptions::default(), &mut |_| {})
     }

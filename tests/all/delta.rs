@@ -119,7 +119,13 @@ fn evolution_is_applied_exactly_as_the_manifest_says() {
     // A full sync reads everything again but changes nothing either.
     let full = site
         .engine()
-        .sync(patchsync::SyncOptions { full: true }, &mut |_| {})
+        .sync(
+            patchsync::SyncOptions {
+                full: true,
+                ..Default::default()
+            },
+            &mut |_| {},
+        )
         .unwrap();
     assert_eq!(
         full.new + full.revised + full.expired + full.removed,

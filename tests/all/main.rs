@@ -14,5 +14,6 @@ mod generator;
 mod offline;
 mod pins;
 mod real_export;
+mod rules;
 mod supersedence;
 mod third_party;

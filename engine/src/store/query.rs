@@ -636,6 +636,23 @@ impl Store {
         self.content_digest()
     }
 
+    /// Updates an active update in the store supersedes.
+    pub fn superseded_ids(&self) -> Result<std::collections::HashSet<UpdateId>> {
+        let mut s = self
+            .conn
+            .prepare(
+                "SELECT DISTINCT r.other_id FROM relations r JOIN updates u ON u.uid = r.uid
+                 WHERE r.kind = 'superseded' AND u.state = 'active'",
+            )
+            .map_err(|e| self.err(e))?;
+        let ids = s
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(|e| self.err(e))?
+            .filter_map(|r| r.ok().and_then(|s| UpdateId::parse(&s).ok()))
+            .collect();
+        Ok(ids)
+    }
+
     /// Computes the digest and records it with the catalog version it describes.
     pub fn record_content_digest(&self) -> Result<()> {
         let version = self.catalog_version()?;

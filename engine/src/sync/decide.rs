@@ -10,8 +10,8 @@ use crate::model::{Update, UpdateId};
 
 /// What the decider says about one fetched update.
 pub(crate) enum Early {
-    /// Keep it: (stage, reason).
-    Keep(String, Option<String>),
+    /// Keep it: (stage, reason, pin it).
+    Keep(String, Option<String>, bool),
     /// Leave it out: (stage, reason).
     Drop(String, Option<String>),
     /// A leaf (no categories): stored as kept by a bundle, confirmed after the fetch.
@@ -23,6 +23,7 @@ pub(crate) enum Early {
 /// Decides fetched updates as they arrive.
 pub(crate) struct StreamDecider<'a> {
     chain: &'a mut FilterChain,
+    source: String,
     tree: CategoryTree,
     dirty: bool,
     /// Updates bundled by updates kept so far → the bundle that carries them.
@@ -36,10 +37,12 @@ pub(crate) struct StreamDecider<'a> {
 impl<'a> StreamDecider<'a> {
     pub(crate) fn new(
         chain: &'a mut FilterChain,
+        source: &str,
         tree: CategoryTree,
         rewrite_same_revision: bool,
     ) -> Self {
         StreamDecider {
+            source: source.to_owned(),
             rewrite_same_revision,
             chain,
             tree,
@@ -80,25 +83,18 @@ impl<'a> StreamDecider<'a> {
             let _ = self.chain.prepare(&self.tree);
             self.dirty = false;
         }
-        let view = UpdateView {
-            id: u.identity.id,
-            revision: u.identity.revision,
-            update_type: u.update_type,
-            title: u.title("en").map(str::to_owned),
-            categories: u.categories.clone(),
-            msrc_severity: u.msrc_severity.clone(),
-            is_bundle: u.is_bundle(),
-        };
+        let mut view = UpdateView::of(u, &self.source);
+        view.superseded = self.chain.superseded.contains(&u.identity.id);
         let (stage, d) = self
             .chain
             .evaluate(&self.tree, std::slice::from_ref(&view))
             .pop()
             .expect("one verdict");
         match d.verdict {
-            Verdict::Include => {
+            Verdict::Include | Verdict::Pin => {
                 self.kept_children
                     .extend(u.bundled().map(|b| (b, u.identity.id)));
-                Early::Keep(stage, d.reason)
+                Early::Keep(stage, d.reason, d.verdict == Verdict::Pin)
             }
             _ => Early::Drop(stage, d.reason),
         }

@@ -2,6 +2,7 @@
 
 mod decide;
 mod import;
+mod plan;
 mod report;
 mod select;
 mod supersede;
@@ -13,6 +14,7 @@ use rusqlite::TransactionBehavior;
 
 pub(crate) use import::import_update;
 pub use import::{ImportReport, ImportTarget, PinnedUpdate};
+pub use plan::PlannedChange;
 pub use report::{PhaseTimes, ReadCounts, SourceOutcome, SourceReport, SyncReport};
 pub(crate) use supersede::apply as apply_supersedence;
 
@@ -29,6 +31,9 @@ use crate::store::{ItemVerdict, SourceState, Store, SyncWriter};
 pub struct SyncOptions {
     /// Re-read every listed update and re-evaluate the filter, whatever the fingerprints say.
     pub full: bool,
+    /// Apply a change even if it removes more than `[filter] mass_removal_percent` of a
+    /// source's active updates, or a rule set leaves nothing of a source.
+    pub allow_mass_removal: bool,
 }
 
 /// Above this many fetched updates, the log gets progress lines instead of one line each.
@@ -57,6 +62,10 @@ pub(crate) struct SourceContext<'a> {
     /// The catalog version this sync's changes get.
     pub version: u64,
     pub emit: &'a mut dyn FnMut(SyncEvent),
+    /// `[filter] mass_removal_percent`.
+    pub mass_removal_percent: u32,
+    /// A dry run (`patchsync plan`): the changes are listed here and rolled back.
+    pub plan: Option<&'a mut Vec<PlannedChange>>,
 }
 
 /// Syncs one source inside one transaction. On error nothing of this source is kept.
@@ -77,6 +86,7 @@ pub(crate) fn sync_source(
     });
 
     let previous_state = store.source_state(&name)?;
+    let active_before = active_count(&store.conn, &name).map_err(|e| store.err(e))?;
     source.resume(previous_state.cursor.as_deref());
     source.languages(cx.languages);
     let fingerprint = source.fingerprint()?;
@@ -181,7 +191,7 @@ pub(crate) fn sync_source(
     let mut fetched: HashMap<UpdateId, FetchedInfo> = HashMap::with_capacity(wanted.len());
     let mut log_budget = PER_UPDATE_LOG_LIMIT;
     let tree = crate::store::load_category_tree(&writer.tx).map_err(|e| writer.err(e))?;
-    let mut decider = decide::StreamDecider::new(cx.chain, tree, languages_changed);
+    let mut decider = decide::StreamDecider::new(cx.chain, &name, tree, languages_changed);
     let want_new = |i: Identity| match items.get(&i.id) {
         None => true,
         // Older revisions were recorded when they were first seen.
@@ -321,8 +331,27 @@ pub(crate) fn sync_source(
         }
         writer.delete_item(id)?;
     }
+    if let Some(problem) = mass_removal(
+        &writer,
+        &name,
+        &report,
+        active_before,
+        cx.mass_removal_percent,
+    )? {
+        if cx.plan.is_some() {
+            report.warnings.push(problem);
+        } else if !cx.options.allow_mass_removal {
+            return Err(Error::Refused(problem));
+        }
+    }
     let changed = report.new + report.revised + report.expired + report.removed > 0;
     new_state.cursor = source.cursor();
+    if let Some(plan) = cx.plan {
+        // A dry run: list what changed against the committed store, then roll back.
+        plan.extend(plan::changes(&writer, &path, &name)?);
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        return Ok(report);
+    }
     writer.commit(cx.kind, &new_state, changed)?;
     report.phases.applying_ms = clock.elapsed().as_millis() as u64;
     report.duration_ms = started.elapsed().as_millis() as u64;
@@ -507,7 +536,7 @@ pub(crate) fn fetch_into(
                                 if let Some((d, _)) = decider.as_mut() {
                                     d.add_category(&update);
                                 }
-                                decide::Early::Keep("catalog".into(), None)
+                                decide::Early::Keep("catalog".into(), None, false)
                             }
                             Some((d, _)) => d.decide(&update),
                             None => decide::Early::Pending,
@@ -530,8 +559,11 @@ pub(crate) fn fetch_into(
                                 )?;
                                 return Ok(());
                             }
-                            decide::Early::Keep(stage, reason) => {
+                            decide::Early::Keep(stage, reason, pin) => {
                                 store_row(writer, &update, &raw, previous.as_ref(), "filter")?;
+                                if pin {
+                                    writer.pin(id)?;
+                                }
                                 writer.set_item(
                                     id,
                                     update.identity.revision,
@@ -740,4 +772,62 @@ fn ids_not_listed(
             "SELECT update_id FROM catalog_items WHERE source = ?1 AND verdict = 'excluded'",
         )?,
     })
+}
+
+/// Active software and driver updates of a source.
+fn active_count(conn: &rusqlite::Connection, source: &str) -> rusqlite::Result<u64> {
+    conn.query_row(
+        "SELECT COUNT(*) FROM updates WHERE source = ?1 AND state = 'active'
+           AND update_type IN ('Software', 'Driver')",
+        [source],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n as u64)
+}
+
+/// Fewer removals than this are never a mass removal, whatever the share.
+const MASS_REMOVAL_FLOOR: u64 = 10;
+
+/// What is wrong with applying this source's changes, if the guard objects: they remove
+/// more than `percent` % of its active updates, or a rule set leaves none of them.
+fn mass_removal(
+    writer: &SyncWriter<'_>,
+    name: &str,
+    report: &SourceReport,
+    active_before: u64,
+    percent: u32,
+) -> Result<Option<String>> {
+    if report.removed >= MASS_REMOVAL_FLOOR
+        && report.removed * 100 > u64::from(percent) * active_before
+    {
+        return Ok(Some(format!(
+            "source '{name}': this change would remove {} of its {active_before} active updates ({:.0} %), \
+             more than [filter] mass_removal_percent = {percent}; check the rules and filter with \
+             `patchsync plan`, then run `patchsync sync --allow-mass-removal` if it is meant",
+            report.removed,
+            100.0 * report.removed as f64 / active_before.max(1) as f64
+        )));
+    }
+    let active_after = active_count(&writer.tx, name).map_err(|e| writer.err(e))?;
+    if active_after > 0 {
+        return Ok(None);
+    }
+    let (by_rules, rule): (i64, Option<String>) = writer
+        .tx
+        .query_row(
+            "SELECT COUNT(*), MIN(decided_by || ': ' || COALESCE(reason, '')) FROM catalog_items
+             WHERE source = ?1 AND verdict = 'excluded' AND decided_by LIKE 'rules %'",
+            [name],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(|e| writer.err(e))?;
+    Ok((by_rules > 0).then(|| {
+        format!(
+            "source '{name}': the rule sets exclude every update it has ({by_rules} excluded by rules, \
+             e.g. {}), so the store would keep none; check the rule order and defaults with \
+             `patchsync plan` / `patchsync explain ID`, or run `patchsync sync --allow-mass-removal` \
+             if that is meant",
+            rule.unwrap_or_default()
+        )
+    }))
 }

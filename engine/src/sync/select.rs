@@ -80,7 +80,10 @@ pub(crate) fn run(
         } else {
             "u.selected_by = 'pending' AND ?1 = ?1"
         };
-        let candidates = load_candidates(writer, cond, &name)?;
+        let mut candidates = load_candidates(writer, cond, &name, chain.needs_details)?;
+        for c in &mut candidates {
+            c.superseded = chain.superseded.contains(&c.id);
+        }
         if candidates.is_empty() {
             break;
         }
@@ -111,7 +114,9 @@ pub(crate) fn run(
         }
         let mut kept: Vec<Option<KeptBy>> = decisions
             .iter()
-            .map(|d| matches!(d, Some((_, Verdict::Include, _))).then_some(KeptBy::Filter))
+            .map(|d| {
+                matches!(d, Some((_, Verdict::Include | Verdict::Pin, _))).then_some(KeptBy::Filter)
+            })
             .collect();
 
         // 2. Bundles bring their leaves, transitively.
@@ -183,6 +188,9 @@ pub(crate) fn run(
                         &stage,
                         reason.as_deref(),
                     )?;
+                    if matches!(decisions[i], Some((_, Verdict::Pin, _))) {
+                        writer.pin(id)?;
+                    }
                     if let Some(info) = info {
                         let published = !is_expired(writer, id)?;
                         count_change(
@@ -322,7 +330,12 @@ impl Leaves<'_> {
     }
 }
 
-fn load_candidates(writer: &SyncWriter<'_>, cond: &str, source: &str) -> Result<Vec<UpdateView>> {
+fn load_candidates(
+    writer: &SyncWriter<'_>,
+    cond: &str,
+    source: &str,
+    details: bool,
+) -> Result<Vec<UpdateView>> {
     let mut cats: HashMap<UpdateId, Vec<UpdateId>> = HashMap::new();
     let sql = format!(
         "SELECT u.id, uc.category_id FROM update_categories uc JOIN updates u ON u.uid = uc.uid WHERE {cond}"
@@ -330,8 +343,58 @@ fn load_candidates(writer: &SyncWriter<'_>, cond: &str, source: &str) -> Result<
     for (u, c) in pairs(writer, &sql, source)? {
         cats.entry(u).or_default().push(c);
     }
+    // What rule sets may read besides: one grouped query per child table.
+    let mut lists: [HashMap<UpdateId, Vec<String>>; 4] = Default::default();
+    let mut sizes: HashMap<UpdateId, u64> = HashMap::new();
+    if details {
+        for (k, (table, col)) in [
+            ("kb_articles", "kb"),
+            ("cves", "cve"),
+            ("bulletins", "bulletin"),
+            ("localized", "language"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let sql = format!(
+                "SELECT u.id, t.{col} FROM {table} t JOIN updates u ON u.uid = t.uid WHERE {cond}"
+            );
+            let mut stmt = writer.tx.prepare(&sql).map_err(|e| writer.err(e))?;
+            let mut rows = stmt.query([source]).map_err(|e| writer.err(e))?;
+            while let Some(r) = rows.next().map_err(|e| writer.err(e))? {
+                let id = parse_id(
+                    writer,
+                    r.get_ref(0)
+                        .map_err(|e| writer.err(e))?
+                        .as_str()
+                        .unwrap_or_default(),
+                )?;
+                let v: String = r.get(1).map_err(|e| writer.err(e))?;
+                lists[k].entry(id).or_default().push(v);
+            }
+        }
+        let sql = format!(
+            "SELECT u.id, SUM(f.size) FROM files f JOIN updates u ON u.uid = f.uid WHERE {cond} GROUP BY u.id"
+        );
+        let mut stmt = writer.tx.prepare(&sql).map_err(|e| writer.err(e))?;
+        let mut rows = stmt.query([source]).map_err(|e| writer.err(e))?;
+        while let Some(r) = rows.next().map_err(|e| writer.err(e))? {
+            let id = parse_id(
+                writer,
+                r.get_ref(0)
+                    .map_err(|e| writer.err(e))?
+                    .as_str()
+                    .unwrap_or_default(),
+            )?;
+            if let Some(n) = r.get::<_, Option<i64>>(1).map_err(|e| writer.err(e))? {
+                sizes.insert(id, n as u64);
+            }
+        }
+    }
     let sql = format!(
-        "SELECT u.id, u.revision, u.update_type, u.title, u.msrc_severity, u.is_bundle FROM updates u WHERE {cond}"
+        "SELECT u.id, u.revision, u.update_type, u.title, u.msrc_severity, u.is_bundle,
+                u.creation_date, u.publication_state, u.max_download_size
+         FROM updates u WHERE {cond}"
     );
     let mut stmt = writer.tx.prepare(&sql).map_err(|e| writer.err(e))?;
     let mut rows = stmt.query([source]).map_err(|e| writer.err(e))?;
@@ -340,6 +403,9 @@ fn load_candidates(writer: &SyncWriter<'_>, cond: &str, source: &str) -> Result<
         let get = |i| r.get_ref(i).map_err(|e| writer.err(e));
         let id = parse_id(writer, get(0)?.as_str().unwrap_or_default())?;
         let t: String = r.get(2).map_err(|e| writer.err(e))?;
+        let state: String = r.get(7).map_err(|e| writer.err(e))?;
+        let max: Option<i64> = r.get(8).map_err(|e| writer.err(e))?;
+        let mut take = |k: usize| lists[k].remove(&id).unwrap_or_default();
         out.push(UpdateView {
             id,
             revision: r.get(1).map_err(|e| writer.err(e))?,
@@ -348,6 +414,15 @@ fn load_candidates(writer: &SyncWriter<'_>, cond: &str, source: &str) -> Result<
             categories: cats.remove(&id).unwrap_or_default(),
             msrc_severity: r.get(4).map_err(|e| writer.err(e))?,
             is_bundle: r.get(5).map_err(|e| writer.err(e))?,
+            source: source.to_owned(),
+            kb_articles: take(0),
+            cves: take(1),
+            bulletins: take(2),
+            languages: take(3),
+            creation_date: r.get(6).map_err(|e| writer.err(e))?,
+            published: state.eq_ignore_ascii_case("Published"),
+            superseded: false,
+            size: max.map(|m| m as u64).or_else(|| sizes.get(&id).copied()),
         });
     }
     Ok(out)

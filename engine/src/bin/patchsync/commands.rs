@@ -28,8 +28,61 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Init { force } => init(&cli.config, force),
         Command::Sync {
             full,
+            allow_mass_removal,
             json: as_json,
-        } => sync(&cli.config, full, as_json),
+        } => sync(
+            &cli.config,
+            SyncOptions {
+                full,
+                allow_mass_removal,
+            },
+            as_json,
+        ),
+        Command::Plan {
+            full,
+            limit,
+            json: as_json,
+        } => plan(&cli.config, full, limit, as_json),
+        Command::Explain { id, json: as_json } => {
+            let id = UpdateId::parse(&id).map_err(anyhow::Error::msg)?;
+            let engine = Engine::open_path(&cli.config)?;
+            let x = engine.explain(id)?;
+            if as_json {
+                return json(&x);
+            }
+            print_explanation(&x);
+            Ok(())
+        }
+        Command::Rules {
+            command: crate::RulesCommand::Check { file },
+        } => {
+            let set = patchsync::rules::load_file(&file)?;
+            out!(
+                "{}: rule set '{}', {} rule(s), default {:?}: OK",
+                file.display(),
+                set.name,
+                set.rules.len(),
+                set.default
+            );
+            for r in &set.rules {
+                out!(
+                    "  {} (line {}): {:?} when {}",
+                    r.label(),
+                    r.line,
+                    r.action,
+                    if r.conditions.is_empty() {
+                        "always".to_owned()
+                    } else {
+                        r.conditions
+                            .iter()
+                            .map(|c| c.shown.clone())
+                            .collect::<Vec<_>>()
+                            .join(" and ")
+                    }
+                );
+            }
+            Ok(())
+        }
         Command::Categories {
             kind,
             json: as_json,
@@ -469,10 +522,111 @@ fn import_package(config: &Path, file: &Path, as_json: bool) -> Result<()> {
     Ok(())
 }
 
-fn sync(config: &Path, full: bool, as_json: bool) -> Result<()> {
+fn plan(config: &Path, full: bool, limit: usize, as_json: bool) -> Result<()> {
+    let mut engine = Engine::open(Config::load(config)?)?;
+    let p = engine.plan(
+        SyncOptions {
+            full,
+            ..Default::default()
+        },
+        &mut |_| {},
+    )?;
+    if as_json {
+        return json(&p);
+    }
+    let r = &p.report;
+    out!(
+        "A sync now would: {} new, {} revised, {} expired, {} removed ({} unchanged, {} left out by the filter). Nothing was changed.",
+        r.new,
+        r.revised,
+        r.expired,
+        r.removed,
+        r.unchanged,
+        r.excluded
+    );
+    for w in r.sources.iter().flat_map(|s| &s.warnings) {
+        out!("warning: {w}");
+    }
+    for kind in ["new", "revised", "expired", "removed"] {
+        let list: Vec<_> = p.changes.iter().filter(|c| c.change == kind).collect();
+        if list.is_empty() {
+            continue;
+        }
+        out!("{kind} ({}):", list.len());
+        for c in list.iter().take(limit) {
+            out!(
+                "  {} {}  [{}{}]",
+                c.id,
+                c.title.clone().unwrap_or_default(),
+                c.decided_by.clone().unwrap_or_default(),
+                c.reason
+                    .as_ref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            );
+        }
+        if list.len() > limit {
+            out!(
+                "  ... and {} more (--limit, or --json for all)",
+                list.len() - limit
+            );
+        }
+    }
+    Ok(())
+}
+
+fn print_explanation(x: &patchsync::explain::Explanation) {
+    out!("{} {}", x.id, x.title.clone().unwrap_or_default());
+    out!(
+        "  source: {}; in the store: {}{}",
+        x.source.clone().unwrap_or_default(),
+        if x.in_store { "yes" } else { "no" },
+        x.state
+            .as_ref()
+            .map(|s| format!(" ({s})"))
+            .unwrap_or_default()
+    );
+    if let Some(r) = &x.recorded {
+        out!(
+            "  last sync: {} by {}: {}",
+            r.verdict,
+            r.decided_by.clone().unwrap_or_default(),
+            r.reason.clone().unwrap_or_default()
+        );
+    }
+    for s in &x.stages {
+        out!(
+            "  stage {}: {}{}",
+            s.stage,
+            s.verdict,
+            s.reason
+                .as_ref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        );
+        for t in &s.rules {
+            let label = match &t.name {
+                Some(n) => format!("rule {} '{n}'", t.index),
+                None => format!("rule {}", t.index),
+            };
+            match &t.failed {
+                None => out!("    {label} (line {}): matched", t.line),
+                Some(c) => out!("    {label} (line {}): no, {c} does not hold", t.line),
+            }
+        }
+    }
+    if let Some(v) = &x.verdict {
+        out!("  verdict now: {v}");
+    }
+    if let Some(n) = &x.note {
+        out!("  note: {n}");
+    }
+}
+
+fn sync(config: &Path, options: SyncOptions, as_json: bool) -> Result<()> {
     let mut engine = Engine::open(Config::load(config)?)?;
     let mut progress = Progress::new(as_json);
-    match engine.sync(SyncOptions { full }, &mut |e| progress.event(e)) {
+    match engine.sync(options, &mut |e| progress.event(e)) {
         Ok(report) => {
             if as_json {
                 json(&report)?;
@@ -589,7 +743,7 @@ fn demo(dir: &Path, updates: usize) -> Result<()> {
         "[site]\nname = \"DEMO\"\nstore = \"data/patchsync.db\"\n\n[[source]]\nname = \"demo-catalog\"\nkind = \"wsus-export\"\npath = \"catalog.cab\"\n\n[filter]\nproducts = [\"Windows\", \"Office\"]\nclassifications = [\"Security Updates\", \"Critical Updates\", \"Updates\"]\nlanguages = [\"en\", \"de\"]\n",
     )?;
     eprintln!("2. First sync (products: Windows and Office families; security, critical, updates)");
-    sync(&config_path, false, false)?;
+    sync(&config_path, SyncOptions::default(), false)?;
     eprintln!("3. Evolving the catalog by 1% (\"next month\")");
     let m = evolve(
         &catalog,
@@ -608,9 +762,9 @@ fn demo(dir: &Path, updates: usize) -> Result<()> {
         m.removed.len()
     );
     eprintln!("4. Delta sync");
-    sync(&config_path, false, false)?;
+    sync(&config_path, SyncOptions::default(), false)?;
     eprintln!("5. Unchanged re-sync");
-    sync(&config_path, false, false)?;
+    sync(&config_path, SyncOptions::default(), false)?;
     eprintln!(
         "6. Status (patchsync --config {} status)",
         config_path.display()

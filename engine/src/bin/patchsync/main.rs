@@ -52,9 +52,37 @@ pub enum Command {
         /// Re-read every update and re-apply the filter, whatever changed.
         #[arg(long)]
         full: bool,
+        /// Apply a change that removes more than `[filter] mass_removal_percent` of a
+        /// source's active updates, or leaves none of them.
+        #[arg(long)]
+        allow_mass_removal: bool,
         /// Print the report as one JSON object.
         #[arg(long)]
         json: bool,
+    },
+    /// What a sync would add, revise, expire and remove, and which rule decides each,
+    /// without changing anything.
+    Plan {
+        /// Re-read every update, as `sync --full` would.
+        #[arg(long)]
+        full: bool,
+        /// List at most this many changes per kind (the counts are always complete).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The decision trail of one update: each stage, each rule tried, the verdict.
+    Explain {
+        /// The update's GUID.
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rule files.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
     },
     /// List categories (companies, product families, products, classifications).
     Categories {
@@ -188,6 +216,12 @@ pub enum Command {
         #[arg(long, default_value_t = 20000)]
         updates: usize,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RulesCommand {
+    /// Check a rule file alone: every rule compiled, every mistake named with its line.
+    Check { file: PathBuf },
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
