@@ -635,6 +635,13 @@ products = []
 classifications = ["Security Updates", "Critical Updates"]
 # Languages whose titles and descriptions are kept; English is always kept.
 languages = ["en"]
+# Rule sets, applied before the product / classification selection (engine/docs/rules.md):
+# rule files, or names of [[rule_set]] tables below. Check one with `patchsync rules check`.
+# rules = ["rules/no-previews.toml"]
+# order = ["rules", "built-in"]
+# A sync that would remove more than this share of a source's updates is refused unless
+# --allow-mass-removal (`patchsync plan` shows what a change would do first).
+# mass_removal_percent = 20
 
 # [supersedence]
 # When an update superseded by another update in the store expires: "never" (default),

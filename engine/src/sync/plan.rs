@@ -1,7 +1,8 @@
 //! `patchsync plan`: a sync run to the point of committing, then rolled back. What it would
-//! have changed is read by comparing its transaction with the committed store.
+//! have changed is read from its transaction: the rows it gave this sync's catalog version,
+//! and the removals it recorded, each compared with the committed store. The work is
+//! proportional to the change, not to the catalog.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use rusqlite::OptionalExtension;
@@ -25,111 +26,98 @@ pub struct PlannedChange {
     pub reason: Option<String>,
 }
 
-struct Row {
-    revision: u32,
-    active: bool,
-    title: Option<String>,
-    decided_by: Option<String>,
-    reason: Option<String>,
-}
-
-const KINDS: &str = "update_type IN ('Software', 'Driver')";
-
-fn rows(
-    conn: &rusqlite::Connection,
-    name: &str,
-    with_items: bool,
-) -> rusqlite::Result<HashMap<String, Row>> {
-    let sql = if with_items {
-        format!(
-            "SELECT u.id, u.revision, u.state = 'active', u.title, ci.decided_by, ci.reason
-             FROM updates u LEFT JOIN catalog_items ci ON ci.source = u.source AND ci.update_id = u.id
-             WHERE u.source = ?1 AND u.{KINDS}"
-        )
-    } else {
-        format!(
-            "SELECT id, revision, state = 'active', title, NULL, NULL FROM updates
-             WHERE source = ?1 AND {KINDS}"
-        )
-    };
-    let mut s = conn.prepare(&sql)?;
-    let mut out = HashMap::new();
-    let mut q = s.query([name])?;
-    while let Some(r) = q.next()? {
-        out.insert(
-            r.get(0)?,
-            Row {
-                revision: r.get(1)?,
-                active: r.get(2)?,
-                title: r.get(3)?,
-                decided_by: r.get(4)?,
-                reason: r.get(5)?,
-            },
-        );
-    }
-    Ok(out)
-}
-
 /// The changes `writer`'s uncommitted transaction makes to source `name`'s updates.
 pub(crate) fn changes(
     writer: &SyncWriter<'_>,
     store: &Path,
     name: &str,
 ) -> Result<Vec<PlannedChange>> {
+    let e = |x: rusqlite::Error| writer.err(x);
     let committed = rusqlite::Connection::open_with_flags(
         store,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
-    .map_err(|e| writer.err(e))?;
-    let before = rows(&committed, name, false).map_err(|e| writer.err(e))?;
-    let after = rows(&writer.tx, name, true).map_err(|e| writer.err(e))?;
+    .map_err(e)?;
+    let mut before = committed
+        .prepare("SELECT revision, state = 'active', title, source FROM updates WHERE id = ?1")
+        .map_err(e)?;
     let mut out = Vec::new();
-    let change = |id: &str, row: &Row, kind: &str, prev: Option<u32>| PlannedChange {
-        source: name.to_owned(),
-        id: id.to_owned(),
-        title: row.title.clone(),
-        change: kind.to_owned(),
-        revision: row.revision,
-        previous_revision: prev,
-        decided_by: row.decided_by.clone(),
-        reason: row.reason.clone(),
-    };
-    for (id, a) in &after {
-        match before.get(id) {
-            None if a.active => out.push(change(id, a, "new", None)),
-            Some(b) if b.revision != a.revision && a.active => {
-                out.push(change(id, a, "revised", Some(b.revision)))
-            }
-            Some(b) if b.active && !a.active => {
-                out.push(change(id, a, "expired", Some(b.revision)))
-            }
-            _ => {}
-        }
-    }
-    let mut why = writer
-        .tx
-        .prepare(
-            "SELECT decided_by, reason FROM catalog_items WHERE source = ?1 AND update_id = ?2",
-        )
-        .map_err(|e| writer.err(e))?;
-    for (id, b) in &before {
-        if !after.contains_key(id) {
-            let (decided_by, reason) = why
-                .query_row([name, id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+    let version = writer.version() as i64;
+    {
+        let mut s = writer
+            .tx
+            .prepare(
+                "SELECT u.id, u.revision, u.state = 'active', u.title, ci.decided_by, ci.reason
+                 FROM updates u LEFT JOIN catalog_items ci ON ci.source = u.source AND ci.update_id = u.id
+                 WHERE u.changed_version = ?1 AND u.source = ?2
+                   AND u.update_type IN ('Software', 'Driver')",
+            )
+            .map_err(e)?;
+        let mut rows = s.query(rusqlite::params![version, name]).map_err(e)?;
+        while let Some(r) = rows.next().map_err(e)? {
+            let id: String = r.get(0).map_err(e)?;
+            let revision: u32 = r.get(1).map_err(e)?;
+            let active: bool = r.get(2).map_err(e)?;
+            let prev: Option<(u32, bool)> = before
+                .query_row([&id], |p| Ok((p.get(0)?, p.get(1)?)))
                 .optional()
-                .map_err(|e| writer.err(e))?
-                .unwrap_or((None, None));
+                .map_err(e)?;
+            let change = match prev {
+                None if active => "new",
+                Some((rev, _)) if rev != revision && active => "revised",
+                Some((_, true)) if !active => "expired",
+                _ => continue,
+            };
             out.push(PlannedChange {
                 source: name.to_owned(),
-                id: id.clone(),
-                title: b.title.clone(),
-                change: "removed".into(),
-                revision: b.revision,
-                previous_revision: Some(b.revision),
-                decided_by,
-                reason,
+                id,
+                title: r.get(3).map_err(e)?,
+                change: change.into(),
+                revision,
+                previous_revision: prev.map(|p| p.0),
+                decided_by: r.get(4).map_err(e)?,
+                reason: r.get(5).map_err(e)?,
             });
         }
+    }
+    let mut s = writer
+        .tx
+        .prepare(
+            "SELECT r.update_id, ci.decided_by, ci.reason FROM removed_updates r
+             LEFT JOIN catalog_items ci ON ci.source = ?2 AND ci.update_id = r.update_id
+             WHERE r.removed_version = ?1",
+        )
+        .map_err(e)?;
+    let mut rows = s.query(rusqlite::params![version, name]).map_err(e)?;
+    while let Some(r) = rows.next().map_err(e)? {
+        let id: String = r.get(0).map_err(e)?;
+        let Some((revision, _, title, source)) = before
+            .query_row([&id], |p| {
+                Ok((
+                    p.get::<_, u32>(0)?,
+                    p.get::<_, bool>(1)?,
+                    p.get(2)?,
+                    p.get::<_, String>(3)?,
+                ))
+            })
+            .optional()
+            .map_err(e)?
+        else {
+            continue;
+        };
+        if source != name {
+            continue;
+        }
+        out.push(PlannedChange {
+            source: name.to_owned(),
+            id,
+            title,
+            change: "removed".into(),
+            revision,
+            previous_revision: Some(revision),
+            decided_by: r.get(1).map_err(e)?,
+            reason: r.get(2).map_err(e)?,
+        });
     }
     out.sort_by(|a, b| (a.change.as_str(), &a.id).cmp(&(b.change.as_str(), &b.id)));
     Ok(out)
