@@ -23,9 +23,32 @@ struct RawConfig {
     supersedence: Option<RawSupersedence>,
     #[serde(default)]
     import: Option<RawImport>,
+    #[serde(default)]
+    service: Option<Spanned<RawService>>,
     /// Rule sets written in the site config itself.
     #[serde(default)]
     rule_set: Vec<Spanned<crate::rules::RawRuleSet>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawService {
+    #[serde(default)]
+    listen: Option<Spanned<String>>,
+    #[serde(default)]
+    schedule: Option<Spanned<String>>,
+    #[serde(default)]
+    timezone: Option<Spanned<String>>,
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    token_env: Option<String>,
+    #[serde(default)]
+    retry_delay_minutes: Option<Spanned<i64>>,
+    #[serde(default)]
+    retry_attempts: Option<Spanned<i64>>,
+    #[serde(default)]
+    max_run_minutes: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -226,6 +249,40 @@ pub struct Config {
     pub filter: FilterConfig,
     pub supersedence: SupersedencePolicy,
     pub import: ImportPolicy,
+    pub service: ServiceConfig,
+}
+
+/// How `patchsync serve` runs the site (`[service]`).
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Address the HTTP API binds to (default 127.0.0.1:8530).
+    pub listen: String,
+    /// When syncs are due; `None`: on request only.
+    pub schedule: Option<crate::schedule::Schedule>,
+    /// The bearer token mutating API calls need: `token`, or the variable `token_env`
+    /// (default `PATCHSYNC_TOKEN`) names. `None`: mutating calls are refused.
+    pub token: Option<String>,
+    pub token_env: String,
+    /// A failed sync is tried again after this long (default 60 minutes) ...
+    pub retry_delay: std::time::Duration,
+    /// ... this many times (default 3).
+    pub retry_attempts: u32,
+    /// A sync still running after this long is stopped (its source rolled back).
+    pub max_run: Option<std::time::Duration>,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            listen: "127.0.0.1:8530".into(),
+            schedule: None,
+            token: None,
+            token_env: "PATCHSYNC_TOKEN".into(),
+            retry_delay: std::time::Duration::from_secs(3600),
+            retry_attempts: 3,
+            max_run: None,
+        }
+    }
 }
 
 /// Which export packages `patchsync import` accepts (`[import]`).
@@ -576,7 +633,71 @@ impl Config {
                 }
             }
         }
+        let mut service = ServiceConfig::default();
+        if let Some(raw) = &raw.service {
+            let span = raw.span();
+            let raw = raw.get_ref();
+            if let Some(l) = &raw.listen {
+                if l.get_ref().parse::<std::net::SocketAddr>().is_err() {
+                    return Err(fail(
+                        Some(l.span()),
+                        format!(
+                            "[service] listen: '{}' is not an address:port such as \"127.0.0.1:8530\"",
+                            l.get_ref()
+                        ),
+                    ));
+                }
+                service.listen = l.get_ref().clone();
+            }
+            let tz = raw
+                .timezone
+                .as_ref()
+                .map(|t| t.get_ref().as_str())
+                .unwrap_or("UTC");
+            if let Some(t) = &raw.timezone {
+                crate::schedule::Schedule::parse("daily at 00:00", tz)
+                    .map_err(|m| fail(Some(t.span()), format!("[service] timezone: {m}")))?;
+            }
+            if let Some(s) = &raw.schedule {
+                service.schedule = Some(
+                    crate::schedule::Schedule::parse(s.get_ref(), tz)
+                        .map_err(|m| fail(Some(s.span()), format!("[service] schedule: {m}")))?,
+                );
+            }
+            service.token = raw.token.clone().filter(|t| !t.is_empty());
+            if let Some(e) = &raw.token_env {
+                service.token_env = e.clone();
+            }
+            let positive = |v: &Option<Spanned<i64>>, key: &str| -> Result<Option<u64>> {
+                match v {
+                    None => Ok(None),
+                    Some(v) if *v.get_ref() >= 0 => Ok(Some(*v.get_ref() as u64)),
+                    Some(v) => Err(fail(
+                        Some(v.span()),
+                        format!("[service] {key}: must be 0 or more"),
+                    )),
+                }
+            };
+            if let Some(m) = positive(&raw.retry_delay_minutes, "retry_delay_minutes")? {
+                service.retry_delay = std::time::Duration::from_secs(m * 60);
+            }
+            if let Some(n) = positive(&raw.retry_attempts, "retry_attempts")? {
+                service.retry_attempts = n as u32;
+            }
+            if let Some(m) = &raw.max_run_minutes {
+                let v = *m.get_ref();
+                if !(v > 0.0 && v.is_finite()) {
+                    return Err(fail(
+                        Some(m.span()),
+                        "[service] max_run_minutes: a positive number of minutes".into(),
+                    ));
+                }
+                service.max_run = Some(std::time::Duration::from_secs_f64(v * 60.0));
+            }
+            let _ = span;
+        }
         Ok(Config {
+            service,
             import,
             supersedence,
             file: file.to_owned(),

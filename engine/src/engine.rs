@@ -28,6 +28,7 @@ pub struct Engine {
     store: Store,
     extra_sources: Vec<(String, Box<dyn CatalogSource>)>,
     extra_filters: Vec<Box<dyn crate::filter::UpdateFilter>>,
+    cancel: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What `patchsync status` shows.
@@ -152,6 +153,7 @@ impl Engine {
             store,
             extra_sources: Vec::new(),
             extra_filters: Vec::new(),
+            cancel: Default::default(),
         })
     }
 
@@ -166,6 +168,13 @@ impl Engine {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// A flag that stops the running sync when set: the source being synced is rolled back
+    /// (the store stays as it was before it), the sync returns [`Error::Cancelled`]. The
+    /// next sync clears it.
+    pub fn cancel_handle(&self) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+        self.cancel.clone()
     }
 
     /// Adds a catalog source of the host's own, synced after the configured ones.
@@ -385,6 +394,8 @@ impl Engine {
     ) -> Result<SyncReport> {
         let started = std::time::Instant::now();
         let dry = plan.is_some();
+        self.cancel
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         // A dry run leaves no trace: no sync log, no history row.
         let mut log = (!dry).then(|| SyncLog::open(&self.config.log_path));
         let mut emit = |ev: SyncEvent| {
@@ -423,6 +434,10 @@ impl Engine {
         let mut first_error: Option<Error> = None;
         let version = previous_version + 1;
         for (kind, source) in sources.iter_mut() {
+            if self.cancel.load(std::sync::atomic::Ordering::Relaxed) {
+                first_error.get_or_insert(Error::Cancelled);
+                break;
+            }
             let cx = SourceContext {
                 kind,
                 chain: &mut chain,
@@ -431,6 +446,7 @@ impl Engine {
                 version,
                 emit: &mut emit,
                 mass_removal_percent: self.config.filter.mass_removal_percent,
+                cancel: self.cancel.clone(),
                 plan: plan.as_deref_mut(),
             };
             match sync_source(&mut self.store, source.as_mut(), cx) {
@@ -461,12 +477,17 @@ impl Engine {
                 Some(e) => Err(e),
             };
         };
-        match crate::sync::apply_supersedence(
-            &mut self.store,
-            &self.config.supersedence,
-            version,
-            chrono::Utc::now(),
-        ) {
+        let cancelled = self.cancel.load(std::sync::atomic::Ordering::Relaxed);
+        match if cancelled {
+            Ok(Default::default())
+        } else {
+            crate::sync::apply_supersedence(
+                &mut self.store,
+                &self.config.supersedence,
+                version,
+                chrono::Utc::now(),
+            )
+        } {
             Ok(o) => {
                 report.expired_superseded = o.expired;
                 report.deleted = o.deleted;

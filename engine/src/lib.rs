@@ -40,6 +40,7 @@ pub mod generate;
 pub mod model;
 pub mod package;
 pub mod rules;
+pub mod schedule;
 pub mod source;
 pub mod store;
 pub mod sync;

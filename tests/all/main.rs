@@ -15,5 +15,6 @@ mod offline;
 mod pins;
 mod real_export;
 mod rules;
+mod service;
 mod supersedence;
 mod third_party;

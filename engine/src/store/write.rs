@@ -40,6 +40,9 @@ pub struct SyncWriter<'c> {
     /// The store had no updates when this transaction began (a first sync): nothing fetched
     /// can replace a stored row, so `previous` need not look.
     empty_at_start: bool,
+    /// Set by the host to stop the sync: checked per update, the transaction is then
+    /// dropped (rolled back).
+    pub(crate) cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 const CHILD_TABLES: &[&str] = &[
@@ -80,7 +83,16 @@ impl<'c> SyncWriter<'c> {
             version,
             path: path.to_owned(),
             empty_at_start,
+            cancel: None,
         })
+    }
+
+    /// `Err(Cancelled)` once the host asked the sync to stop.
+    pub(crate) fn check_cancel(&self) -> Result<()> {
+        match &self.cancel {
+            Some(c) if c.load(std::sync::atomic::Ordering::Relaxed) => Err(Error::Cancelled),
+            _ => Ok(()),
+        }
     }
 
     pub(crate) fn err(&self, e: impl std::fmt::Display) -> Error {

@@ -66,6 +66,8 @@ pub(crate) struct SourceContext<'a> {
     pub mass_removal_percent: u32,
     /// A dry run (`patchsync plan`): the changes are listed here and rolled back.
     pub plan: Option<&'a mut Vec<PlannedChange>>,
+    /// Set by the host to stop the sync (see `Engine::cancel_handle`).
+    pub cancel: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Syncs one source inside one transaction. On error nothing of this source is kept.
@@ -186,6 +188,7 @@ pub(crate) fn sync_source(
             }
         })?;
     let mut writer = SyncWriter::new(tx, &path, &name, cx.version)?;
+    writer.cancel = Some(cx.cancel.clone());
 
     // Fetch.
     let mut fetched: HashMap<UpdateId, FetchedInfo> = HashMap::with_capacity(wanted.len());
@@ -344,6 +347,7 @@ pub(crate) fn sync_source(
             return Err(Error::Refused(problem));
         }
     }
+    writer.check_cancel()?;
     let changed = report.new + report.revised + report.expired + report.removed > 0;
     new_state.cursor = source.cursor();
     if let Some(plan) = cx.plan {
@@ -454,6 +458,7 @@ pub(crate) fn fetch_into(
                 )
             })?;
         let mut apply = |item: Item| -> Result<()> {
+            writer.check_cancel()?;
             match item {
                 Item::Update(update, raw) => {
                     let id = update.identity.id;

@@ -53,6 +53,13 @@ pub fn run(cli: Cli) -> Result<()> {
             print_explanation(&x);
             Ok(())
         }
+        Command::Serve => crate::serve::serve(&cli.config),
+        Command::Trigger {
+            full,
+            wait,
+            url,
+            token,
+        } => crate::trigger::trigger(&cli.config, full, wait, url, token),
         Command::Rules {
             command: crate::RulesCommand::Check { file },
         } => {

@@ -15,7 +15,9 @@ macro_rules! out {
 
 mod commands;
 mod progress;
+mod serve;
 mod table;
+mod trigger;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -78,6 +80,24 @@ pub enum Command {
         id: String,
         #[arg(long)]
         json: bool,
+    },
+    /// Run as a service: sync on the [service] schedule and on request, serve the HTTP
+    /// API (/api/v1), /metrics and a status page; stop with Ctrl-C or SIGTERM.
+    Serve,
+    /// Ask a running service (`patchsync serve`) to sync.
+    Trigger {
+        /// A full sync.
+        #[arg(long)]
+        full: bool,
+        /// Follow the sync's progress until it ends; the exit status says how it ended.
+        #[arg(long)]
+        wait: bool,
+        /// The service's address; default: [service] listen of the config.
+        #[arg(long)]
+        url: Option<String>,
+        /// The bearer token; default: [service] token, or the variable its token_env names.
+        #[arg(long, env = "PATCHSYNC_TOKEN", hide_env_values = true)]
+        token: Option<String>,
     },
     /// Rule files.
     Rules {

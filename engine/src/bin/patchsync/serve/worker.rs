@@ -1,0 +1,209 @@
+//! The sync worker: one thread that owns the site's engine, runs one sync at a time (on
+//! schedule, on request, or as a retry), and publishes progress and state.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use patchsync::{Config, Engine, SyncEvent, SyncOptions};
+use serde::Serialize;
+
+use super::messages::{self, Message};
+
+/// What asks the worker for a sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Schedule,
+    Request { full: bool },
+    Retry,
+}
+
+/// What the service knows about its site beyond the store.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct ServiceState {
+    pub running: bool,
+    /// A request arrived during the running sync: one more sync follows (requests coalesce).
+    pub queued: Option<bool>,
+    pub next_run: Option<DateTime<Utc>>,
+    /// Failed attempts in a row; a retry is due at `next_retry`.
+    pub failed_attempts: u32,
+    pub next_retry: Option<DateTime<Utc>>,
+    /// The running sync's latest progress: (phase, done, total).
+    pub progress: Option<(String, u64, u64)>,
+    pub last_message: Option<Message>,
+    #[serde(skip)]
+    pub cancel: Option<Arc<AtomicBool>>,
+    pub stopping: bool,
+}
+
+/// Shared between the worker, the scheduler and the HTTP handlers.
+pub struct Shared {
+    pub config: Config,
+    pub token: Option<String>,
+    pub state: Mutex<ServiceState>,
+    pub events: tokio::sync::broadcast::Sender<String>,
+    pub requests: Mutex<std::sync::mpsc::Sender<Trigger>>,
+}
+
+impl Shared {
+    pub fn publish(&self, m: Message) {
+        let line = serde_json::to_string(&m).unwrap_or_default();
+        if let Ok(mut s) = self.state.lock() {
+            s.last_message = Some(m);
+        }
+        let _ = self.events.send(line);
+    }
+}
+
+/// The worker's loop; returns when `stop` is set (or every sender is gone).
+pub fn run(shared: Arc<Shared>, requests: Receiver<Trigger>, stop: Arc<AtomicBool>) {
+    let svc = shared.config.service.clone();
+    let mut last_start: Option<DateTime<Utc>> =
+        patchsync::store::Store::open_read_only(&shared.config.store_path)
+            .ok()
+            .and_then(|s| s.history(1).ok())
+            .and_then(|h| h.first().map(|r| r.started.clone()))
+            .and_then(|t| {
+                DateTime::parse_from_rfc3339(&t)
+                    .ok()
+                    .map(|t| t.with_timezone(&Utc))
+            });
+    let mut next_scheduled = svc.schedule.as_ref().map(|s| {
+        if s.missed(last_start, Utc::now()) {
+            Utc::now()
+        } else {
+            s.next_after(Utc::now(), last_start)
+        }
+    });
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let retry_at = shared.state.lock().map(|s| s.next_retry).unwrap_or(None);
+        let due = [next_scheduled, retry_at].into_iter().flatten().min();
+        if let Ok(mut s) = shared.state.lock() {
+            s.next_run = due;
+        }
+        let wait = due
+            .map(|d| (d - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+            .unwrap_or(Duration::from_secs(3600))
+            .min(Duration::from_millis(500));
+        let trigger = match requests.recv_timeout(wait) {
+            Ok(t) => t,
+            Err(RecvTimeoutError::Disconnected) => return,
+            Err(RecvTimeoutError::Timeout) => {
+                let now = Utc::now();
+                if retry_at.is_some_and(|r| r <= now) {
+                    Trigger::Retry
+                } else if next_scheduled.is_some_and(|n| n <= now) {
+                    Trigger::Schedule
+                } else {
+                    continue;
+                }
+            }
+        };
+        let mut next = Some(trigger);
+        while let Some(t) = next.take() {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let started = Utc::now();
+            last_start = Some(started);
+            let ok = sync_once(&shared, t);
+            if t == Trigger::Schedule || ok {
+                next_scheduled = svc
+                    .schedule
+                    .as_ref()
+                    .map(|s| s.next_after(Utc::now(), last_start));
+            }
+            let mut s = shared.state.lock().expect("state");
+            if ok {
+                s.failed_attempts = 0;
+                s.next_retry = None;
+            } else if !s.stopping {
+                s.failed_attempts += 1;
+                if s.failed_attempts <= svc.retry_attempts {
+                    let at = Utc::now()
+                        + chrono::Duration::from_std(svc.retry_delay).unwrap_or_default();
+                    s.next_retry = Some(at);
+                    drop(s);
+                    shared.publish(messages::retry_scheduled(at, svc.retry_delay));
+                    s = shared.state.lock().expect("state");
+                } else {
+                    s.next_retry = None;
+                }
+            }
+            next = s.queued.take().map(|full| Trigger::Request { full });
+        }
+    }
+}
+
+/// One sync; `true` if it succeeded.
+fn sync_once(shared: &Arc<Shared>, trigger: Trigger) -> bool {
+    let mut engine = match Engine::open(shared.config.clone()) {
+        Ok(e) => e,
+        Err(e) => {
+            if let Ok(mut s) = shared.state.lock() {
+                s.running = false;
+            }
+            shared.publish(messages::failed(&e.to_string()));
+            return false;
+        }
+    };
+    let cancel = engine.cancel_handle();
+    {
+        let mut s = shared.state.lock().expect("state");
+        s.running = true;
+        s.progress = None;
+        s.cancel = Some(cancel.clone());
+        if s.stopping {
+            cancel.store(true, Ordering::Relaxed);
+        }
+    }
+    // The maximum run time: a watchdog that stops this run.
+    let done = Arc::new(AtomicBool::new(false));
+    if let Some(max) = shared.config.service.max_run {
+        let (cancel, done, shared) = (cancel.clone(), done.clone(), shared.clone());
+        std::thread::spawn(move || {
+            let end = std::time::Instant::now() + max;
+            while std::time::Instant::now() < end {
+                if done.load(Ordering::Relaxed) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if !done.load(Ordering::Relaxed) {
+                cancel.store(true, Ordering::Relaxed);
+                shared.publish(messages::timed_out(max));
+            }
+        });
+    }
+    let full = matches!(trigger, Trigger::Request { full: true });
+    let options = SyncOptions {
+        full,
+        ..Default::default()
+    };
+    let sh = shared.clone();
+    let result = engine.sync(options, &mut |ev: &SyncEvent| {
+        if let SyncEvent::Progress {
+            phase, done, total, ..
+        } = ev
+            && let Ok(mut s) = sh.state.lock()
+        {
+            s.progress = Some((format!("{phase:?}").to_lowercase(), *done, *total));
+        }
+        if let Some(m) = messages::from_event(ev, trigger) {
+            sh.publish(m);
+        }
+    });
+    done.store(true, Ordering::Relaxed);
+    {
+        let mut s = shared.state.lock().expect("state");
+        s.running = false;
+        s.progress = None;
+        s.cancel = None;
+    }
+    result.is_ok()
+}
