@@ -49,6 +49,12 @@ struct RawService {
     retry_attempts: Option<Spanned<i64>>,
     #[serde(default)]
     max_run_minutes: Option<Spanned<f64>>,
+    #[serde(default)]
+    alert_webhook: Option<Spanned<String>>,
+    #[serde(default)]
+    alert_command: Option<String>,
+    #[serde(default)]
+    stale_after_hours: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -87,6 +93,12 @@ struct RawSite {
     /// Sync log; default `sync.log` beside the store.
     #[serde(default)]
     log: Option<Spanned<String>>,
+    /// The log rotates when it outgrows this many MB (default 10) ...
+    #[serde(default)]
+    log_max_mb: Option<Spanned<f64>>,
+    /// ... keeping this many old files (default 5).
+    #[serde(default)]
+    log_keep: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -245,6 +257,9 @@ pub struct Config {
     pub site_name: String,
     pub store_path: PathBuf,
     pub log_path: PathBuf,
+    /// The sync log rotates past this size, keeping `log_keep` old files.
+    pub log_max_bytes: u64,
+    pub log_keep: u32,
     pub sources: Vec<SourceConfig>,
     pub filter: FilterConfig,
     pub supersedence: SupersedencePolicy,
@@ -269,6 +284,11 @@ pub struct ServiceConfig {
     pub retry_attempts: u32,
     /// A sync still running after this long is stopped (its source rolled back).
     pub max_run: Option<std::time::Duration>,
+    /// Alerts (a failed sync, no success for `stale_after`) are POSTed here as JSON ...
+    pub alert_webhook: Option<String>,
+    /// ... and/or run through `sh -c`, with the JSON on stdin.
+    pub alert_command: Option<String>,
+    pub stale_after: Option<std::time::Duration>,
 }
 
 impl Default for ServiceConfig {
@@ -281,6 +301,9 @@ impl Default for ServiceConfig {
             retry_delay: std::time::Duration::from_secs(3600),
             retry_attempts: 3,
             max_run: None,
+            alert_webhook: None,
+            alert_command: None,
+            stale_after: None,
         }
     }
 }
@@ -633,6 +656,21 @@ impl Config {
                 }
             }
         }
+        let log_max_bytes = match &site.log_max_mb {
+            None => 10_000_000,
+            Some(m) if *m.get_ref() > 0.0 && m.get_ref().is_finite() => (*m.get_ref() * 1e6) as u64,
+            Some(m) => {
+                return Err(fail(
+                    Some(m.span()),
+                    "[site] log_max_mb: a positive size in MB".into(),
+                ));
+            }
+        };
+        let log_keep = match &site.log_keep {
+            None => 5,
+            Some(k) => u32::try_from(*k.get_ref())
+                .map_err(|_| fail(Some(k.span()), "[site] log_keep: 0 or more".into()))?,
+        };
         let mut service = ServiceConfig::default();
         if let Some(raw) = &raw.service {
             let span = raw.span();
@@ -695,6 +733,27 @@ impl Config {
                 service.max_run = Some(std::time::Duration::from_secs_f64(v * 60.0));
             }
             let _ = span;
+            if let Some(w) = &raw.alert_webhook {
+                let u = w.get_ref();
+                if !(u.starts_with("http://") || u.starts_with("https://")) {
+                    return Err(fail(
+                        Some(w.span()),
+                        format!("[service] alert_webhook: '{u}' is not an http(s) URL"),
+                    ));
+                }
+                service.alert_webhook = Some(u.clone());
+            }
+            service.alert_command = raw.alert_command.clone().filter(|c| !c.trim().is_empty());
+            if let Some(h) = &raw.stale_after_hours {
+                let v = *h.get_ref();
+                if !(v > 0.0 && v.is_finite()) {
+                    return Err(fail(
+                        Some(h.span()),
+                        "[service] stale_after_hours: a positive number of hours".into(),
+                    ));
+                }
+                service.stale_after = Some(std::time::Duration::from_secs_f64(v * 3600.0));
+            }
         }
         Ok(Config {
             service,
@@ -704,6 +763,8 @@ impl Config {
             site_name: site.name.get_ref().trim().to_owned(),
             store_path,
             log_path,
+            log_max_bytes,
+            log_keep,
             sources,
             filter: FilterConfig {
                 products: Pick::from_list(&products),
@@ -772,6 +833,21 @@ languages = ["en"]
 # feature_upgrades = "immediately"     # classification Upgrades; default: as `expire`
 # Delete updates that have been expired for longer than this (pinned ones are kept).
 # delete_expired_after_days = 90
+
+# [service]
+# `patchsync serve`: syncs on this schedule ("daily at 03:30", "weekly on Sunday at
+# 02:00", "every 6 hours", or cron "30 2 * * 0") and on request; HTTP API, /metrics and a
+# status page (engine/docs/service.md).
+# listen = "127.0.0.1:8530"
+# schedule = "weekly on Sunday at 02:00"
+# timezone = "UTC"
+# token = "..."                       # or set PATCHSYNC_TOKEN; needed by POST /api/v1/sync
+# retry_delay_minutes = 60
+# retry_attempts = 3
+# max_run_minutes = 240
+# alert_webhook = "https://chat.example.com/hooks/patchsync"
+# alert_command = "logger -t patchsync"
+# stale_after_hours = 192
 
 # [import]
 # A disconnected site takes its catalog from `patchsync export` packages of a connected

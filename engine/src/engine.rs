@@ -397,7 +397,13 @@ impl Engine {
         self.cancel
             .store(false, std::sync::atomic::Ordering::Relaxed);
         // A dry run leaves no trace: no sync log, no history row.
-        let mut log = (!dry).then(|| SyncLog::open(&self.config.log_path));
+        let mut log = (!dry).then(|| {
+            SyncLog::open(
+                &self.config.log_path,
+                self.config.log_max_bytes,
+                self.config.log_keep,
+            )
+        });
         let mut emit = |ev: SyncEvent| {
             if let Some(log) = log.as_mut() {
                 log.event(&ev);

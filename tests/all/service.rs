@@ -359,3 +359,270 @@ fn start_up_errors_name_the_problem() {
         "{err}"
     );
 }
+
+/// A webhook receiver on loopback: every request body it gets, in order.
+struct Hook {
+    url: String,
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+}
+
+fn hook() -> Hook {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let got = bodies.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut r = BufReader::new(stream.try_clone().unwrap());
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; len];
+            let _ = r.read_exact(&mut body);
+            got.lock()
+                .unwrap()
+                .push(serde_json::from_slice(&body).unwrap_or_default());
+            let _ = stream.write_all(
+                b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    Hook { url, bodies }
+}
+
+#[test]
+fn a_failure_alerts_once_and_the_next_success_clears_it() {
+    let h = hook();
+    let (site, port) = site(
+        200,
+        &format!(
+            "retry_delay_minutes = 0\nretry_attempts = 2\nalert_webhook = \"{}\"\n",
+            h.url
+        ),
+    );
+    // The catalog is missing until later: every sync fails.
+    let cab = site.path("catalog.cab");
+    let kept = site.path("catalog.cab.away");
+    std::fs::rename(&cab, &kept).unwrap();
+    let svc = start(&site, port);
+    assert_eq!(post(&svc.base, Some(TOKEN), "{}").1["state"], "started");
+    // The request and two retries fail; one alert.
+    wait_until(&svc.base, "three failed runs", |s| {
+        idle(s) && s["service"]["failed_attempts"] == 3
+    });
+    let (_, hist) = get(&svc.base, "/api/v1/history");
+    assert_eq!(hist.as_array().unwrap().len(), 3, "{hist}");
+    std::thread::sleep(Duration::from_millis(500));
+    {
+        let got = h.bodies.lock().unwrap();
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0]["alert"], "sync-failed");
+        assert_eq!(got[0]["site"], "TST");
+        assert!(
+            got[0]["message"].as_str().unwrap().contains("catalog.cab"),
+            "{got:?}"
+        );
+    }
+    std::fs::rename(&kept, &cab).unwrap();
+    assert_eq!(post(&svc.base, Some(TOKEN), "{}").1["state"], "started");
+    wait_until(&svc.base, "the successful sync", |s| {
+        idle(s) && s["state"] == "succeeded"
+    });
+    let end = Instant::now() + Duration::from_secs(10);
+    while h.bodies.lock().unwrap().len() < 2 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let got = h.bodies.lock().unwrap();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[1]["alert"], "resolved");
+}
+
+#[test]
+fn an_unreachable_webhook_does_not_hold_up_syncs() {
+    let dead = format!("http://127.0.0.1:{}/hook", free_port());
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = out_dir.path().join("alert.json");
+    let (site, port) = site(
+        200,
+        &format!(
+            "retry_attempts = 0\nalert_webhook = \"{dead}\"\nalert_command = \"cat > '{}'\"\n",
+            out.display()
+        ),
+    );
+    std::fs::remove_file(site.path("catalog.cab")).unwrap();
+    let svc = start(&site, port);
+    let t = Instant::now();
+    assert_eq!(post(&svc.base, Some(TOKEN), "{}").1["state"], "started");
+    wait_until(&svc.base, "the failed run", |s| {
+        idle(s) && s["state"] == "failed"
+    });
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "the failure waited for the webhook"
+    );
+    // The command got the alert as JSON on stdin, whatever the webhook did.
+    let end = Instant::now() + Duration::from_secs(10);
+    while !out.exists() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let alert: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(alert["alert"], "sync-failed", "{alert}");
+    // The service still answers while the webhook retries.
+    assert_eq!(get(&svc.base, "/api/v1/status").0, 200);
+}
+
+/// Debian's Chromium, headless, driven over WebDriver (chromedriver): the page's scripts
+/// run as in any browser, and the test reads the live DOM.
+struct Browser {
+    driver: Child,
+    base: String,
+    session: String,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    fn start() -> Option<Browser> {
+        let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())?;
+        let chromedriver = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())?;
+        let port = free_port();
+        let driver = Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let base = format!("http://127.0.0.1:{port}");
+        let end = Instant::now() + Duration::from_secs(20);
+        while get(&base, "/status").0 != 200 {
+            assert!(Instant::now() < end, "chromedriver did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let profile = tempfile::tempdir().unwrap();
+        let caps = serde_json::json!({"capabilities": {"alwaysMatch": {"goog:chromeOptions": {
+            "binary": chromium,
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     format!("--user-data-dir={}", profile.path().display())]
+        }}}});
+        let mut r = agent()
+            .post(&format!("{base}/session"))
+            .send(caps.to_string())
+            .ok()?;
+        let v: serde_json::Value =
+            serde_json::from_str(&r.body_mut().read_to_string().ok()?).ok()?;
+        let session = v["value"]["sessionId"].as_str()?.to_owned();
+        Some(Browser {
+            driver,
+            base,
+            session,
+            _profile: profile,
+        })
+    }
+
+    fn call(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
+        let mut r = agent()
+            .post(&format!("{}/session/{}/{path}", self.base, self.session))
+            .send(body.to_string())
+            .unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+        v["value"].clone()
+    }
+
+    fn open(&self, url: &str) {
+        self.call("url", serde_json::json!({ "url": url }));
+    }
+
+    fn eval(&self, script: &str) -> serde_json::Value {
+        self.call(
+            "execute/sync",
+            serde_json::json!({ "script": script, "args": [] }),
+        )
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = agent()
+            .delete(&format!("{}/session/{}", self.base, self.session))
+            .call();
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+#[test]
+fn the_status_page_in_a_browser_shows_the_site_and_a_moving_progress_bar() {
+    let Some(browser) = Browser::start() else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "chromium and chromedriver are missing; .ci/run installs them"
+        );
+        eprintln!(
+            "skipped: no chromium / chromedriver here (apt-get install chromium chromium-driver)"
+        );
+        return;
+    };
+    let (site, port) = site(20_000, "");
+    let svc = start(&site, port);
+    browser.open(&format!("{}/", svc.base));
+    assert_eq!(
+        browser.eval("return document.getElementById('site').textContent"),
+        "TST"
+    );
+    assert_eq!(browser.eval("return document.title"), "patchsync: TST");
+
+    // The page stays open while a full sync runs: its bar follows the progress stream.
+    assert_eq!(
+        post(&svc.base, Some(TOKEN), "{\"full\": true}").1["state"],
+        "started"
+    );
+    let mut seen: Vec<(f64, String)> = Vec::new();
+    let end = Instant::now() + Duration::from_secs(60);
+    let moved = |seen: &[(f64, String)]| {
+        seen.windows(2).any(|w| w[1].0 > w[0].0 && w[0].0 > 0.0)
+            && seen.iter().any(|(_, t)| t.contains("Fetching"))
+    };
+    while !moved(&seen) && Instant::now() < end {
+        let v = browser.eval(
+            "return [document.getElementById('progress').value, document.getElementById('progress-text').textContent]",
+        );
+        seen.push((
+            v[0].as_f64().unwrap_or(0.0),
+            v[1].as_str().unwrap_or("").to_owned(),
+        ));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(moved(&seen), "the bar did not move: {seen:?}");
+    // At the end the script shows the outcome.
+    wait_until(&svc.base, "the sync's end", |s| {
+        idle(s) && s["state"] == "succeeded"
+    });
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let state = browser.eval("return document.getElementById('state').textContent");
+        if state == "done" || state == "succeeded" {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "the page did not show the end: {state}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -1,4 +1,6 @@
 //! What the child-process benches share: the generated catalogs, the child runner, peak RSS.
+//! (Each bench uses some of it.)
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -30,6 +30,8 @@ pub const FAILED: u32 = 6711;
 pub const RETRY: u32 = 6712;
 pub const TIMED_OUT: u32 = 6713;
 pub const QUEUED: u32 = 6714;
+pub const ALERT: u32 = 6715;
+pub const ALERT_UNDELIVERED: u32 = 6716;
 
 fn msg(id: u32, kind: &'static str, text: String, detail: Option<serde_json::Value>) -> Message {
     Message {
@@ -129,6 +131,19 @@ pub fn timed_out(max: std::time::Duration) -> Message {
             "sync stopped: it ran longer than [service] max_run_minutes ({} s); its source was rolled back",
             max.as_secs()
         ),
+        None,
+    )
+}
+
+pub fn alert(kind: &str, message: &str) -> Message {
+    msg(ALERT, "alert", format!("alert {kind}: {message}"), None)
+}
+
+pub fn alert_undelivered(target: &str, why: &str) -> Message {
+    msg(
+        ALERT_UNDELIVERED,
+        "alert-undelivered",
+        format!("the alert could not be delivered to {target} (3 attempts): {why}"),
         None,
     )
 }

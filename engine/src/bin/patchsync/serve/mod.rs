@@ -3,6 +3,7 @@
 //! a sync that runs too long, and serves the HTTP API, metrics and a status page. SIGTERM /
 //! Ctrl-C stops it cleanly: a running sync is cancelled and its source rolled back.
 
+mod alerts;
 mod api;
 mod messages;
 mod page;

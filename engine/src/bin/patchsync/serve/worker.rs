@@ -70,6 +70,18 @@ pub fn run(shared: Arc<Shared>, requests: Receiver<Trigger>, stop: Arc<AtomicBoo
                     .ok()
                     .map(|t| t.with_timezone(&Utc))
             });
+    let mut alerts = super::alerts::Alerts::default();
+    let service_start = Utc::now();
+    let mut last_success: Option<DateTime<Utc>> =
+        patchsync::store::Store::open_read_only(&shared.config.store_path)
+            .ok()
+            .and_then(|s| patchsync::status_of(&s, &shared.config).ok())
+            .and_then(|st| st.last_success)
+            .and_then(|t| {
+                DateTime::parse_from_rfc3339(&t)
+                    .ok()
+                    .map(|t| t.with_timezone(&Utc))
+            });
     let mut next_scheduled = svc.schedule.as_ref().map(|s| {
         if s.missed(last_start, Utc::now()) {
             Utc::now()
@@ -81,6 +93,7 @@ pub fn run(shared: Arc<Shared>, requests: Receiver<Trigger>, stop: Arc<AtomicBoo
         if stop.load(Ordering::Relaxed) {
             return;
         }
+        alerts.check_stale(&shared, last_success, service_start);
         let retry_at = shared.state.lock().map(|s| s.next_retry).unwrap_or(None);
         let due = [next_scheduled, retry_at].into_iter().flatten().min();
         if let Ok(mut s) = shared.state.lock() {
@@ -111,7 +124,13 @@ pub fn run(shared: Arc<Shared>, requests: Receiver<Trigger>, stop: Arc<AtomicBoo
             }
             let started = Utc::now();
             last_start = Some(started);
-            let ok = sync_once(&shared, t);
+            let (ok, error) = sync_once(&shared, t);
+            if ok {
+                last_success = Some(Utc::now());
+            }
+            if !shared.state.lock().map(|s| s.stopping).unwrap_or(true) {
+                alerts.after_sync(&shared, ok, error);
+            }
             if t == Trigger::Schedule || ok {
                 next_scheduled = svc
                     .schedule
@@ -140,8 +159,8 @@ pub fn run(shared: Arc<Shared>, requests: Receiver<Trigger>, stop: Arc<AtomicBoo
     }
 }
 
-/// One sync; `true` if it succeeded.
-fn sync_once(shared: &Arc<Shared>, trigger: Trigger) -> bool {
+/// One sync: whether it succeeded, and its error.
+fn sync_once(shared: &Arc<Shared>, trigger: Trigger) -> (bool, Option<String>) {
     let mut engine = match Engine::open(shared.config.clone()) {
         Ok(e) => e,
         Err(e) => {
@@ -149,7 +168,7 @@ fn sync_once(shared: &Arc<Shared>, trigger: Trigger) -> bool {
                 s.running = false;
             }
             shared.publish(messages::failed(&e.to_string()));
-            return false;
+            return (false, Some(e.to_string()));
         }
     };
     let cancel = engine.cancel_handle();
@@ -205,5 +224,8 @@ fn sync_once(shared: &Arc<Shared>, trigger: Trigger) -> bool {
         s.progress = None;
         s.cancel = None;
     }
-    result.is_ok()
+    match result {
+        Ok(_) => (true, None),
+        Err(e) => (false, Some(e.to_string())),
+    }
 }
