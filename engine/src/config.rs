@@ -111,6 +111,10 @@ struct RawSource {
     /// Optional SHA-256 (hex) the catalog file must have.
     #[serde(default)]
     sha256: Option<Spanned<String>>,
+    /// When `patchsync serve` syncs this source; default: the site's schedule (vendor
+    /// catalogs: every 7 days).
+    #[serde(default)]
+    schedule: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -181,6 +185,8 @@ pub struct SourceConfig {
     pub location: Location,
     /// SHA-256 (lowercase hex) the catalog must have, if pinned.
     pub sha256: Option<String>,
+    /// Its own schedule in service mode (`None`: the site's).
+    pub schedule: Option<crate::schedule::Schedule>,
 }
 
 /// The validated filter.
@@ -458,11 +464,31 @@ impl Config {
                     Some(v)
                 }
             };
+            // The time zone is the service's; checked again below once it is known.
+            let tz = raw
+                .service
+                .as_ref()
+                .and_then(|s| s.get_ref().timezone.as_ref())
+                .map(|t| t.get_ref().as_str())
+                .unwrap_or("UTC");
+            let schedule = match &s.schedule {
+                Some(text) => Some(
+                    crate::schedule::Schedule::parse(text.get_ref(), tz).map_err(|m| {
+                        fail(Some(text.span()), format!("[[source]] schedule: {m}"))
+                    })?,
+                ),
+                // Vendor catalogs change rarely: weekly, as Configuration Manager does.
+                None if kind == SourceKind::SdpCatalog => {
+                    Some(crate::schedule::Schedule::parse("every 7 days", "UTC").expect("valid"))
+                }
+                None => None,
+            };
             sources.push(SourceConfig {
                 name,
                 kind,
                 location,
                 sha256,
+                schedule,
             });
         }
 

@@ -41,6 +41,9 @@ pub struct Status {
     pub last_sync_finished: Option<String>,
     pub last_success: Option<String>,
     pub last_error: Option<String>,
+    /// `Error::code` of the last error: 1 config, 2 source, 3 store, 4 busy, 5 file,
+    /// 6 not found, 7 package, 8 refused, 9 cancelled.
+    pub last_error_code: Option<u32>,
     pub catalog_version: u64,
     pub updates_active: u64,
     pub updates_expired: u64,
@@ -223,11 +226,23 @@ impl Engine {
         options: SyncOptions,
         observer: &mut dyn FnMut(&SyncEvent),
     ) -> Result<SyncReport> {
+        self.sync_only(options, None, observer)
+    }
+
+    /// Like [`sync`](Self::sync), limited to the configured sources named in `only` (and
+    /// the host's own sources) when given: what a service's per-source schedule runs.
+    pub fn sync_only(
+        &mut self,
+        options: SyncOptions,
+        only: Option<&[String]>,
+        observer: &mut dyn FnMut(&SyncEvent),
+    ) -> Result<SyncReport> {
         let _lock = self.lock()?;
         let mut sources: Vec<(String, Box<dyn CatalogSource>)> = self
             .config
             .sources
             .iter()
+            .filter(|s| only.is_none_or(|names| names.contains(&s.name)))
             .map(|s| {
                 (
                     s.kind.as_str().to_owned(),
@@ -513,8 +528,9 @@ impl Engine {
             .store
             .count("update_type IN ('Software', 'Driver') AND state = 'active'")?;
         report.duration_ms = started.elapsed().as_millis() as u64;
-        let err_text = first_error.as_ref().map(|e| e.to_string());
-        self.store.finish_run(run, &report, err_text.as_deref())?;
+        let err = first_error.as_ref().map(|e| (e.to_string(), e.code()));
+        self.store
+            .finish_run(run, &report, err.as_ref().map(|(t, c)| (t.as_str(), *c)))?;
         match first_error {
             None => {
                 emit(SyncEvent::Finished {
@@ -636,13 +652,12 @@ pub fn status_of(store: &Store, config: &Config) -> Result<Status> {
         .iter()
         .find(|r| r.status == "succeeded")
         .and_then(|r| r.finished.clone());
-    let last_error = hist
+    let last_failure = hist
         .iter()
         .find(|r| r.status != "succeeded" && r.status != "running")
-        .and_then(|r| {
-            let newer_success = hist.iter().any(|s| s.status == "succeeded" && s.id > r.id);
-            (!newer_success).then(|| r.error.clone()).flatten()
-        });
+        .filter(|r| !hist.iter().any(|s| s.status == "succeeded" && s.id > r.id));
+    let last_error = last_failure.and_then(|r| r.error.clone());
+    let last_error_code = last_failure.and_then(|r| r.error_code);
     Ok(Status {
         site: config.site_name.clone(),
         state,
@@ -650,6 +665,7 @@ pub fn status_of(store: &Store, config: &Config) -> Result<Status> {
         last_sync_finished: last.and_then(|r| r.finished.clone()),
         last_success,
         last_error,
+        last_error_code,
         catalog_version: store.catalog_version()?,
         updates_active: store
             .count("update_type IN ('Software', 'Driver') AND state = 'active'")?,

@@ -56,6 +56,23 @@ pub enum Error {
 }
 
 impl Error {
+    /// A stable number for the kind of failure, for monitoring (`status`, the API, history):
+    /// 1 config, 2 source, 3 store, 4 busy, 5 file, 6 not found, 7 package, 8 refused by the
+    /// mass-removal guard, 9 cancelled.
+    pub fn code(&self) -> u32 {
+        match self {
+            Error::Config { .. } => 1,
+            Error::Source { .. } => 2,
+            Error::Store { .. } => 3,
+            Error::Busy(_) => 4,
+            Error::Io { .. } => 5,
+            Error::NotFound(_) => 6,
+            Error::Package { .. } => 7,
+            Error::Refused(_) => 8,
+            Error::Cancelled => 9,
+        }
+    }
+
     pub(crate) fn source(name: &str, item: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Source {
             source_name: name.to_owned(),

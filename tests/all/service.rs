@@ -278,6 +278,7 @@ fn sigterm_and_the_maximum_run_time_stop_a_sync_and_roll_it_back() {
         s["last_error"].as_str().unwrap().contains("cancelled"),
         "{s}"
     );
+    assert_eq!(s["last_error_code"], 9, "{s}");
     assert_eq!(
         s["service"]["last_message"]["id"]
             .as_u64()

@@ -221,7 +221,7 @@ impl Store {
         &self,
         id: i64,
         report: &crate::sync::SyncReport,
-        error: Option<&str>,
+        error: Option<(&str, u32)>,
     ) -> Result<()> {
         let status = if error.is_some() {
             "failed"
@@ -233,7 +233,7 @@ impl Store {
             .execute(
                 "UPDATE sync_runs SET finished = ?2, status = ?3, catalog_version = ?4, new = ?5, revised = ?6,
                      expired = ?7, removed = ?8, unchanged = ?9, categories = ?10, detectoids = ?11,
-                     duration_ms = ?12, error = ?13, report = ?14
+                     duration_ms = ?12, error = ?13, report = ?14, error_code = ?15
                  WHERE id = ?1",
                 params![
                     id,
@@ -248,8 +248,9 @@ impl Store {
                     report.categories as i64,
                     report.detectoids as i64,
                     report.duration_ms as i64,
-                    error,
-                    json
+                    error.map(|e| e.0),
+                    json,
+                    error.map(|e| e.1)
                 ],
             )
             .map(|_| ())

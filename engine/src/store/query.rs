@@ -120,6 +120,8 @@ pub struct HistoryRow {
     pub detectoids: Option<u64>,
     pub duration_ms: Option<u64>,
     pub error: Option<String>,
+    /// `Error::code` of the failure.
+    pub error_code: Option<u32>,
 }
 
 /// Loads every category into a tree (used by the selection stage and queries).
@@ -594,7 +596,7 @@ impl Store {
             .conn
             .prepare(
                 "SELECT id, started, finished, status, full, catalog_version, new, revised, expired, removed, unchanged,
-                        categories, detectoids, duration_ms, error
+                        categories, detectoids, duration_ms, error, error_code
                  FROM sync_runs ORDER BY id DESC LIMIT ?1",
             )
             .map_err(|e| self.err(e))?;
@@ -616,6 +618,7 @@ impl Store {
                     detectoids: r.get(12)?,
                     duration_ms: r.get(13)?,
                     error: r.get(14)?,
+                    error_code: r.get(15)?,
                 })
             })
             .map_err(|e| self.err(e))?;
@@ -634,6 +637,20 @@ impl Store {
             return Ok(digest.to_owned());
         }
         self.content_digest()
+    }
+
+    /// When each source last synced successfully (RFC 3339), by name.
+    pub fn sources_last_synced(&self) -> Result<HashMap<String, String>> {
+        let mut s = self
+            .conn
+            .prepare("SELECT name, last_synced FROM sources WHERE last_synced IS NOT NULL")
+            .map_err(|e| self.err(e))?;
+        let rows = s
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<HashMap<_, _>>>()
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
     }
 
     /// Updates an active update in the store supersedes.

@@ -186,4 +186,8 @@ INSERT INTO meta (key, value) VALUES ('site_id',
           || hex(randomblob(6))));
 INSERT INTO meta (key, value) SELECT 'removals_since', value FROM meta WHERE key = 'catalog_version';
 "#,
+    // 6: the kind of a failed run's error, as a number (`Error::code`).
+    r#"
+ALTER TABLE sync_runs ADD COLUMN error_code INTEGER;
+"#,
 ];

@@ -1,6 +1,7 @@
 //! The sync worker: one thread that owns the site's engine, runs one sync at a time (on
 //! schedule, on request, or as a retry), and publishes progress and state.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
@@ -89,13 +90,15 @@ pub fn run(shared: Arc<Shared>, requests: Receiver<Trigger>, stop: Arc<AtomicBoo
             s.next_after(Utc::now(), last_start)
         }
     });
+    let mut synced = last_synced(&shared);
     loop {
         if stop.load(Ordering::Relaxed) {
             return;
         }
         alerts.check_stale(&shared, last_success, service_start);
         let retry_at = shared.state.lock().map(|s| s.next_retry).unwrap_or(None);
-        let due = [next_scheduled, retry_at].into_iter().flatten().min();
+        let own = next_own_schedule(&shared.config, &synced, Utc::now());
+        let due = [next_scheduled, retry_at, own].into_iter().flatten().min();
         if let Ok(mut s) = shared.state.lock() {
             s.next_run = due;
         }
@@ -103,6 +106,7 @@ pub fn run(shared: Arc<Shared>, requests: Receiver<Trigger>, stop: Arc<AtomicBoo
             .map(|d| (d - Utc::now()).to_std().unwrap_or(Duration::ZERO))
             .unwrap_or(Duration::from_secs(3600))
             .min(Duration::from_millis(500));
+        let mut only: Option<Vec<String>> = None;
         let trigger = match requests.recv_timeout(wait) {
             Ok(t) => t,
             Err(RecvTimeoutError::Disconnected) => return,
@@ -110,10 +114,19 @@ pub fn run(shared: Arc<Shared>, requests: Receiver<Trigger>, stop: Arc<AtomicBoo
                 let now = Utc::now();
                 if retry_at.is_some_and(|r| r <= now) {
                     Trigger::Retry
-                } else if next_scheduled.is_some_and(|n| n <= now) {
-                    Trigger::Schedule
                 } else {
-                    continue;
+                    let site_due = next_scheduled.is_some_and(|n| n <= now);
+                    let list = due_sources(&shared.config, &synced, site_due, now);
+                    if list.is_empty() {
+                        if site_due {
+                            // Every source has a schedule of its own: nothing follows the site's.
+                            next_scheduled =
+                                svc.schedule.as_ref().map(|s| s.next_after(now, Some(now)));
+                        }
+                        continue;
+                    }
+                    only = Some(list);
+                    Trigger::Schedule
                 }
             }
         };
@@ -124,7 +137,8 @@ pub fn run(shared: Arc<Shared>, requests: Receiver<Trigger>, stop: Arc<AtomicBoo
             }
             let started = Utc::now();
             last_start = Some(started);
-            let (ok, error) = sync_once(&shared, t);
+            let (ok, error) = sync_once(&shared, t, only.take());
+            synced = last_synced(&shared);
             if ok {
                 last_success = Some(Utc::now());
             }
@@ -159,8 +173,66 @@ pub fn run(shared: Arc<Shared>, requests: Receiver<Trigger>, stop: Arc<AtomicBoo
     }
 }
 
-/// One sync: whether it succeeded, and its error.
-fn sync_once(shared: &Arc<Shared>, trigger: Trigger) -> (bool, Option<String>) {
+/// When each source last synced successfully.
+fn last_synced(shared: &Shared) -> HashMap<String, DateTime<Utc>> {
+    patchsync::store::Store::open_read_only(&shared.config.store_path)
+        .and_then(|s| s.sources_last_synced())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(name, t)| {
+            DateTime::parse_from_rfc3339(&t)
+                .ok()
+                .map(|t| (name, t.with_timezone(&Utc)))
+        })
+        .collect()
+}
+
+/// The sources a scheduled sync takes now: those with a schedule of their own that fell
+/// due since they last synced, and (when the site's schedule is due) the others.
+pub fn due_sources(
+    config: &Config,
+    synced: &HashMap<String, DateTime<Utc>>,
+    site_due: bool,
+    now: DateTime<Utc>,
+) -> Vec<String> {
+    config
+        .sources
+        .iter()
+        .filter(|s| match &s.schedule {
+            Some(own) => own.missed(synced.get(&s.name).copied(), now),
+            None => site_due,
+        })
+        .map(|s| s.name.clone())
+        .collect()
+}
+
+/// When the next source with its own schedule falls due.
+fn next_own_schedule(
+    config: &Config,
+    synced: &HashMap<String, DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    config
+        .sources
+        .iter()
+        .filter_map(|s| {
+            let own = s.schedule.as_ref()?;
+            let last = synced.get(&s.name).copied();
+            Some(if own.missed(last, now) {
+                now
+            } else {
+                own.next_after(now, last)
+            })
+        })
+        .min()
+}
+
+/// One sync (of the sources in `only`, or all): whether it succeeded, and its error.
+fn sync_once(
+    shared: &Arc<Shared>,
+    trigger: Trigger,
+    only: Option<Vec<String>>,
+) -> (bool, Option<String>) {
     let mut engine = match Engine::open(shared.config.clone()) {
         Ok(e) => e,
         Err(e) => {
@@ -205,7 +277,7 @@ fn sync_once(shared: &Arc<Shared>, trigger: Trigger) -> (bool, Option<String>) {
         ..Default::default()
     };
     let sh = shared.clone();
-    let result = engine.sync(options, &mut |ev: &SyncEvent| {
+    let result = engine.sync_only(options, only.as_deref(), &mut |ev: &SyncEvent| {
         if let SyncEvent::Progress {
             phase, done, total, ..
         } = ev
@@ -227,5 +299,45 @@ fn sync_once(shared: &Arc<Shared>, trigger: Trigger) -> (bool, Option<String>) {
     match result {
         Ok(_) => (true, None),
         Err(e) => (false, Some(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vendor_catalogs_sync_weekly_and_the_rest_with_the_site() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "[site]\nname = \"S\"\nstore = \"s.db\"\n\
+            [[source]]\nname = \"wsus\"\nkind = \"wsus-export\"\npath = \"a.cab\"\n\
+            [[source]]\nname = \"hp\"\nkind = \"sdp-catalog\"\npath = \"hp.zip\"\n\
+            [[source]]\nname = \"hourly\"\nkind = \"directory\"\npath = \"d\"\nschedule = \"every 1 hour\"\n\
+            [service]\nschedule = \"daily at 03:30\"\n";
+        let config = Config::parse(text, &dir.path().join("p.toml"), dir.path()).unwrap();
+        let now = Utc::now();
+        let ago = |h: i64| now - chrono::Duration::hours(h);
+        // Never synced: everything with its own schedule is due; the rest with the site.
+        assert_eq!(
+            due_sources(&config, &HashMap::new(), false, now),
+            ["hp", "hourly"]
+        );
+        assert_eq!(
+            due_sources(&config, &HashMap::new(), true, now),
+            ["wsus", "hp", "hourly"]
+        );
+        // Two days after the last sync: the site's daily run takes wsus and the hourly
+        // source, not the vendor catalog (weekly).
+        let synced: HashMap<String, DateTime<Utc>> = ["wsus", "hp", "hourly"]
+            .iter()
+            .map(|n| (n.to_string(), ago(48)))
+            .collect();
+        assert_eq!(due_sources(&config, &synced, true, now), ["wsus", "hourly"]);
+        let synced: HashMap<String, DateTime<Utc>> = [("wsus", 48), ("hp", 8 * 24), ("hourly", 0)]
+            .iter()
+            .map(|(n, h)| (n.to_string(), ago(*h)))
+            .collect();
+        assert_eq!(due_sources(&config, &synced, false, now), ["hp"]);
+        assert!(next_own_schedule(&config, &synced, now).unwrap() <= now);
     }
 }
