@@ -55,6 +55,10 @@ struct RawService {
     alert_command: Option<String>,
     #[serde(default)]
     stale_after_hours: Option<Spanned<f64>>,
+    #[serde(default)]
+    tls_cert: Option<Spanned<String>>,
+    #[serde(default)]
+    tls_key: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -295,6 +299,8 @@ pub struct ServiceConfig {
     /// ... and/or run through `sh -c`, with the JSON on stdin.
     pub alert_command: Option<String>,
     pub stale_after: Option<std::time::Duration>,
+    /// Serve HTTPS with this certificate chain and key (PEM files).
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl Default for ServiceConfig {
@@ -310,6 +316,7 @@ impl Default for ServiceConfig {
             alert_webhook: None,
             alert_command: None,
             stale_after: None,
+            tls: None,
         }
     }
 }
@@ -770,6 +777,16 @@ impl Config {
                 service.alert_webhook = Some(u.clone());
             }
             service.alert_command = raw.alert_command.clone().filter(|c| !c.trim().is_empty());
+            service.tls = match (&raw.tls_cert, &raw.tls_key) {
+                (None, None) => None,
+                (Some(c), Some(k)) => Some((resolve(c.get_ref()), resolve(k.get_ref()))),
+                (Some(x), None) | (None, Some(x)) => {
+                    return Err(fail(
+                        Some(x.span()),
+                        "[service] tls_cert and tls_key go together: give both (PEM files) or neither".into(),
+                    ));
+                }
+            };
             if let Some(h) = &raw.stale_after_hours {
                 let v = *h.get_ref();
                 if !(v > 0.0 && v.is_finite()) {
@@ -874,6 +891,8 @@ languages = ["en"]
 # alert_webhook = "https://chat.example.com/hooks/patchsync"
 # alert_command = "logger -t patchsync"
 # stale_after_hours = 192
+# tls_cert = "tls/patchsync.pem"      # HTTPS: certificate chain and key, PEM
+# tls_key = "tls/patchsync.key"
 
 # [import]
 # A disconnected site takes its catalog from `patchsync export` packages of a connected

@@ -216,7 +216,8 @@ fn triggers_start_queue_and_coalesce_and_wait_follows_to_the_end() {
             && text.contains("[6710] sync done: catalog version 1"),
         "{text}"
     );
-    let (_, s) = get(b, "/api/v1/status");
+    // "done" is published as the sync ends; the worker is idle a moment later.
+    let s = wait_until(b, "the worker to be idle", idle);
     assert_eq!(s["catalog_version"], 1, "{s}");
     assert_eq!(s["state"], "succeeded", "{s}");
 
@@ -626,4 +627,97 @@ fn the_status_page_in_a_browser_shows_the_site_and_a_moving_progress_bar() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+#[test]
+fn https_with_the_configured_certificate() {
+    let (site, port) = site(300, "");
+    let (cert, key) = (site.path("tls/cert.pem"), site.path("tls/key.pem"));
+    // A missing key file is named at start.
+    let mut t = std::fs::read_to_string(site.config_path()).unwrap();
+    t.push_str("tls_cert = \"tls/cert.pem\"\ntls_key = \"tls/key.pem\"\n");
+    std::fs::write(site.config_path(), &t).unwrap();
+    let out = site.cli(&["serve"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("[service] tls_cert") && err.contains("cert.pem"),
+        "{err}"
+    );
+
+    std::fs::create_dir_all(site.path("tls")).unwrap();
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .args([
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output();
+    match made {
+        Ok(o) if o.status.success() => {}
+        _ => {
+            assert!(
+                std::env::var("CI").is_err(),
+                "openssl is needed to make a test certificate"
+            );
+            eprintln!("skipped: no openssl to make a certificate");
+            return;
+        }
+    }
+    let mut child = bin()
+        .arg("--config")
+        .arg(site.config_path())
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let curl = |path: &str| {
+        Command::new("curl")
+            .args(["-s", "--max-time", "5", "--cacert"])
+            .arg(&cert)
+            .arg(format!("https://127.0.0.1:{port}{path}"))
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    let end = Instant::now() + Duration::from_secs(30);
+    while !curl("/api/v1/status").contains("catalog_version") {
+        assert!(Instant::now() < end, "no HTTPS answer");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Plain HTTP gets nothing useful; the CLI trusts the configured certificate.
+    assert_ne!(
+        get(&format!("http://127.0.0.1:{port}"), "/api/v1/status").0,
+        200
+    );
+    let out = site.cli(&["trigger", "--wait", "--token", TOKEN]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("[6710] sync done"), "{text}");
+    assert!(curl("/api/v1/status").contains("\"catalog_version\":1"));
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
 }

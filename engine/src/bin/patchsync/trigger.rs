@@ -15,8 +15,13 @@ pub fn trigger(
     token: Option<String>,
 ) -> Result<()> {
     let cfg = Config::load(config)?;
+    let scheme = if cfg.service.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let base = url
-        .unwrap_or_else(|| format!("http://{}", cfg.service.listen))
+        .unwrap_or_else(|| format!("{scheme}://{}", cfg.service.listen))
         .trim_end_matches('/')
         .to_owned();
     let token = token
@@ -25,11 +30,26 @@ pub fn trigger(
         .context(
             "no token: pass --token, or set [service] token or the PATCHSYNC_TOKEN variable",
         )?;
-    let agent: ureq::Agent = ureq::Agent::config_builder()
+    let mut builder = ureq::Agent::config_builder()
         .http_status_as_error(false)
-        .timeout_global(None)
-        .build()
-        .into();
+        .timeout_global(None);
+    // The service's own certificate (self-signed, or from a private CA) is trusted.
+    if let Some((cert, _)) = &cfg.service.tls {
+        let pem = std::fs::read(cert)
+            .with_context(|| format!("cannot read [service] tls_cert {}", cert.display()))?;
+        let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
+            .filter_map(|item| match item {
+                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                _ => None,
+            })
+            .collect();
+        builder = builder.tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(certs)))
+                .build(),
+        );
+    }
+    let agent: ureq::Agent = builder.build().into();
     // Subscribe first, so the end of a short sync is not missed.
     let stream = if wait {
         let resp = agent

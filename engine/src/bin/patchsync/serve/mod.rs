@@ -7,6 +7,7 @@ mod alerts;
 mod api;
 mod messages;
 mod page;
+mod tls;
 pub mod worker;
 
 use std::path::Path;
@@ -28,6 +29,11 @@ pub fn serve(config_path: &Path) -> Result<()> {
             .filter(|t| !t.is_empty())
     });
     let listen = config.service.listen.clone();
+    let acceptor = match &config.service.tls {
+        Some((cert, key)) => Some(tls::acceptor(cert, key)?),
+        None => None,
+    };
+    let scheme = if acceptor.is_some() { "https" } else { "http" };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -57,7 +63,7 @@ pub fn serve(config_path: &Path) -> Result<()> {
                 .spawn(move || worker::run(shared, rx, stop))?
         };
         eprintln!(
-            "patchsync serve: site {} on http://{listen}/ (API under /api/v1){}",
+            "patchsync serve: site {} on {scheme}://{listen}/ (API under /api/v1){}",
             shared.config.site_name,
             match &shared.config.service.schedule {
                 Some(s) => format!(", schedule \"{}\" ({})", s.text, s.tz),
@@ -81,9 +87,22 @@ pub fn serve(config_path: &Path) -> Result<()> {
                 }
             }
         };
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        match acceptor {
+            Some(acceptor) => {
+                let tls = tls::TlsListener {
+                    tcp: listener,
+                    acceptor,
+                };
+                axum::serve(tls, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await?;
+            }
+            None => {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await?
+            }
+        }
         // Wait for the worker to finish rolling back.
         tokio::task::spawn_blocking(move || worker.join())
             .await?
