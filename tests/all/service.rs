@@ -219,6 +219,8 @@ fn triggers_start_queue_and_coalesce_and_wait_follows_to_the_end() {
     // "done" is published as the sync ends; the worker is idle a moment later.
     let s = wait_until(b, "the worker to be idle", idle);
     assert_eq!(s["catalog_version"], 1, "{s}");
+    assert!(s["last_run"]["new"].as_u64().unwrap() > 3000, "{s}");
+    assert!(s["last_run"]["duration_ms"].is_u64(), "{s}");
     assert_eq!(s["state"], "succeeded", "{s}");
 
     // A full sync, then two more requests while it runs: one queued, one joining it.
@@ -240,6 +242,14 @@ fn triggers_start_queue_and_coalesce_and_wait_follows_to_the_end() {
         "/api/v1/updates?limit=5&classification=Security%20Updates",
     );
     assert_eq!(u.as_array().unwrap().len(), 5, "{u}");
+    let count = |q: &str| {
+        get(b, &format!("/api/v1/updates?limit=10000{q}"))
+            .1
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert!(count("&all_types=true") > count("") && count("&leaves=true") > count(""));
     let (_, log) = get(b, "/api/v1/log?lines=5");
     assert_eq!(log["lines"].as_array().unwrap().len(), 5, "{log}");
 }

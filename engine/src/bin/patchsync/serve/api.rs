@@ -63,8 +63,11 @@ async fn status(State(shared): State<Arc<Shared>>) -> Response {
     read(&shared, |store, shared| {
         let st = patchsync::status_of(store, &shared.config)?;
         let svc = shared.state.lock().map(|s| s.clone()).unwrap_or_default();
+        let last_run = store.history(1)?.into_iter().next();
         let mut v = serde_json::to_value(st).unwrap_or_default();
         v["service"] = serde_json::to_value(&svc).unwrap_or_default();
+        // The last run's counts and duration, as history has them.
+        v["last_run"] = serde_json::to_value(&last_run).unwrap_or_default();
         Ok(v)
     })
     .await
@@ -225,6 +228,12 @@ struct UpdatesQuery {
     product: Option<String>,
     classification: Option<String>,
     state: Option<String>,
+    /// Categories and detectoids too (`patchsync updates --all-types`).
+    #[serde(default)]
+    all_types: bool,
+    /// Bundled leaf updates too (`--leaves`).
+    #[serde(default)]
+    leaves: bool,
     limit: Option<usize>,
 }
 
@@ -236,7 +245,8 @@ async fn updates(State(shared): State<Arc<Shared>>, Query(q): Query<UpdatesQuery
             product: q.product,
             classification: q.classification,
             state: q.state,
-            ..Default::default()
+            all_types: q.all_types,
+            leaves: q.leaves,
         };
         let mut rows = store.updates(&query)?;
         rows.truncate(limit);
