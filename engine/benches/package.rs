@@ -95,7 +95,7 @@ fn child(mode: &str, dir: &Path) {
             let pkg = dir.join(format!("export-{}.pkg", &mode[7..]));
             let r = Engine::open(disconnected(dir))
                 .unwrap()
-                .import_package(&pkg, &mut |_| {})
+                .import_package(&pkg, SyncOptions::default(), &mut |_| {})
                 .expect("import");
             let s = r.report.expect("applied");
             eprintln!(

@@ -273,9 +273,13 @@ impl Engine {
     /// Imports an export package of a connected site (see [`crate::package`]): verifies it
     /// whole, checks it continues what this site imported before, then applies it as a sync
     /// of one source (the site's filter and languages apply), all or nothing.
+    ///
+    /// `options.allow_mass_removal` lets a package remove more than the guard allows (the
+    /// exporting site's deliberate narrowing, say).
     pub fn import_package(
         &mut self,
         path: &Path,
+        options: SyncOptions,
         observer: &mut dyn FnMut(&SyncEvent),
     ) -> Result<PackageImport> {
         let _lock = self.lock()?;
@@ -306,14 +310,11 @@ impl Engine {
         let pinned: HashSet<UpdateId> = source.pinned().collect();
         let mut sources: Vec<(String, Box<dyn CatalogSource>)> =
             vec![("package".to_owned(), Box::new(source))];
-        outcome.report = Some(self.run(
-            &mut sources,
-            SyncOptions::default(),
-            pinned,
-            None,
-            None,
-            observer,
-        )?);
+        let options = SyncOptions {
+            full: false,
+            ..options
+        };
+        outcome.report = Some(self.run(&mut sources, options, pinned, None, None, observer)?);
         Ok(outcome)
     }
 

@@ -481,3 +481,43 @@ fn export_says_what_it_cannot_do() {
     );
     assert!(!site.path("x.pkg").exists());
 }
+
+#[test]
+fn a_package_that_removes_much_is_applied_only_when_allowed() {
+    let connected = Site::new();
+    let catalog_file = generated(connected.dir.path(), "gen.cab", 300, 8);
+    let sources = [("gen", "wsus-export", catalog_file.as_path())];
+    configure(&connected, &sources, &["*"], &["en"], "");
+    connected.sync();
+    let (key, public) = keygen(&connected, "cas");
+    let fed = disconnected(&["en"], &public);
+    let (full, m) = export(&connected, "full.pkg", None, Some(&key));
+    import(&fed, &full);
+    // The connected site narrows its selection on purpose.
+    configure(&connected, &sources, &["Security Updates"], &["en"], "");
+    let r = connected.sync_allowing_mass_removal();
+    assert!(r.removed > 50, "{r:?}");
+    let since = m["to_version"].as_u64().unwrap();
+    let (inc, _) = export(&connected, "inc.pkg", Some(since), Some(&key));
+    let before = fed.snapshot();
+    let out = fed.cli(&["import", inc.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("would remove") && err.contains("--allow-mass-removal"),
+        "{err}"
+    );
+    assert_eq!(fed.snapshot(), before);
+    let out = fed.cli(&[
+        "import",
+        inc.to_str().unwrap(),
+        "--allow-mass-removal",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    same_catalog(&connected, &fed, "after the narrowing");
+}

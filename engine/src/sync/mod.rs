@@ -808,7 +808,7 @@ fn mass_removal(
         return Ok(Some(format!(
             "source '{name}': this change would remove {} of its {active_before} active updates ({:.0} %), \
              more than [filter] mass_removal_percent = {percent}; check the rules and filter with \
-             `patchsync plan`, then run `patchsync sync --allow-mass-removal` if it is meant",
+             `patchsync plan`, then run the command again with --allow-mass-removal if it is meant",
             report.removed,
             100.0 * report.removed as f64 / active_before.max(1) as f64
         )));
@@ -830,8 +830,8 @@ fn mass_removal(
         format!(
             "source '{name}': the rule sets exclude every update it has ({by_rules} excluded by rules, \
              e.g. {}), so the store would keep none; check the rule order and defaults with \
-             `patchsync plan` / `patchsync explain ID`, or run `patchsync sync --allow-mass-removal` \
-             if that is meant",
+             `patchsync plan` / `patchsync explain ID`, or run the command again with \
+             --allow-mass-removal if that is meant",
             rule.unwrap_or_default()
         )
     }))

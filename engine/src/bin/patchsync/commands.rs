@@ -218,8 +218,9 @@ pub fn run(cli: Cli) -> Result<()> {
         } => export_package(&cli.config, &out, since, sign.as_deref(), as_json),
         Command::Import {
             file,
+            allow_mass_removal,
             json: as_json,
-        } => import_package(&cli.config, &file, as_json),
+        } => import_package(&cli.config, &file, allow_mass_removal, as_json),
         Command::Keygen { out } => {
             let g = patchsync::package::SigningKey::generate(&out)?;
             out!(
@@ -502,10 +503,19 @@ fn export_package(
     Ok(())
 }
 
-fn import_package(config: &Path, file: &Path, as_json: bool) -> Result<()> {
+fn import_package(
+    config: &Path,
+    file: &Path,
+    allow_mass_removal: bool,
+    as_json: bool,
+) -> Result<()> {
     let mut engine = Engine::open(Config::load(config)?)?;
     let mut progress = Progress::new(as_json);
-    let r = engine.import_package(file, &mut |e| progress.event(e))?;
+    let options = SyncOptions {
+        allow_mass_removal,
+        ..Default::default()
+    };
+    let r = engine.import_package(file, options, &mut |e| progress.event(e))?;
     if as_json {
         return json(&r);
     }

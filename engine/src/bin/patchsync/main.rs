@@ -169,6 +169,10 @@ pub enum Command {
     /// then applied in one transaction as if this site had synced.
     Import {
         file: PathBuf,
+        /// Apply a package that removes more than `[filter] mass_removal_percent` of the
+        /// site's updates (the exporting site narrowed its selection on purpose).
+        #[arg(long)]
+        allow_mass_removal: bool,
         #[arg(long)]
         json: bool,
     },
