@@ -731,3 +731,60 @@ fn https_with_the_configured_certificate() {
         .status();
     let _ = child.wait();
 }
+
+#[test]
+fn a_scheduled_run_takes_only_the_sources_that_are_due() {
+    let Some(dell) =
+        crate::common::shared_data("third-party/0e6cf4ac-2853-48aa-825b-8fe28206575f.sdp")
+    else {
+        return;
+    };
+    let (site, port) = site(200, "schedule = \"daily at 03:30\"\n");
+    // A vendor catalog beside the generated one: weekly by default.
+    let t = std::fs::read_to_string(site.config_path())
+        .unwrap()
+        .replace(
+            "[filter]",
+            &format!(
+                "[[source]]\nname = \"dell\"\nkind = \"sdp-catalog\"\npath = {:?}\n\n[filter]",
+                dell.display().to_string()
+            ),
+        );
+    std::fs::write(site.config_path(), t).unwrap();
+    // Never synced: the run at start takes both.
+    let svc = start(&site, port);
+    wait_until(&svc.base, "the first run", |s| {
+        idle(s) && s["state"] == "succeeded"
+    });
+    drop(svc);
+    let sources = |site: &Site| -> Vec<String> {
+        let report: String = site.sql("SELECT report FROM sync_runs ORDER BY id DESC LIMIT 1");
+        let v: serde_json::Value = serde_json::from_str(&report).unwrap();
+        v["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["source"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(sources(&site), ["gen", "dell"]);
+    // Two days later (as the store tells it): the daily run is due, the weekly one is not.
+    let c = rusqlite::Connection::open(site.db()).unwrap();
+    let two_days_ago = (chrono::Utc::now() - chrono::Duration::days(2)).to_rfc3339();
+    c.execute("UPDATE sources SET last_synced = ?1", [&two_days_ago])
+        .unwrap();
+    c.execute(
+        "UPDATE sync_runs SET started = ?1, finished = ?1",
+        [&two_days_ago],
+    )
+    .unwrap();
+    drop(c);
+    let svc = start(&site, port);
+    wait_until(&svc.base, "the missed daily run", |s| {
+        idle(s)
+            && s["last_sync_started"]
+                .as_str()
+                .is_some_and(|t| t > two_days_ago.as_str())
+    });
+    assert_eq!(sources(&site), ["gen"]);
+}

@@ -316,7 +316,13 @@ pub fn run(cli: Cli) -> Result<()> {
             out!("last sync started:  {}", opt(&s.last_sync_started));
             out!("last sync finished: {}", opt(&s.last_sync_finished));
             out!("last success:       {}", opt(&s.last_success));
-            out!("last error:         {}", opt(&s.last_error));
+            out!(
+                "last error:         {}{}",
+                s.last_error_code
+                    .map(|c| format!("[{c}] "))
+                    .unwrap_or_default(),
+                opt(&s.last_error)
+            );
             out!("catalog version:    {}", s.catalog_version);
             out!(
                 "updates:            {} active, {} expired",
