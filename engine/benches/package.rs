@@ -109,18 +109,14 @@ fn child(mode: &str, dir: &Path) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("--child") {
-        return child(&args[2], Path::new(&args[3]));
-    }
-    if args.iter().any(|a| a == "--list") {
-        return;
+    match common::role() {
+        common::Role::Child(mode, p) => return child(&mode, &p[0]),
+        common::Role::List => return,
+        common::Role::Parent => {}
     }
     let n = common::updates();
     let (root, cab, next) = common::catalogs(n);
-    let dir = root.join(format!("package-{n}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::fresh_dir(&root, &format!("package-{n}"));
     std::fs::copy(&cab, dir.join("live.cab")).unwrap();
     let key = SigningKey::generate(&dir.join("key")).unwrap();
     drop(key);

@@ -213,18 +213,14 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("--child") {
-        return child(&args[2], Path::new(&args[3]), Path::new(&args[4]));
-    }
-    if args.iter().any(|a| a == "--list") {
-        return;
+    match common::role() {
+        common::Role::Child(mode, p) => return child(&mode, &p[0], &p[1]),
+        common::Role::List => return,
+        common::Role::Parent => {}
     }
     let n = common::updates();
     let (root, cab, _) = common::catalogs(n);
-    let dir = root.join(format!("rules-{n}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::fresh_dir(&root, &format!("rules-{n}"));
     std::fs::write(dir.join("bench-rules.toml"), RULES).unwrap();
     let rounds: usize = std::env::var("PATCHSYNC_BENCH_ROUNDS")
         .ok()

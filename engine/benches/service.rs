@@ -95,9 +95,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(8);
     let (root, cab, _) = common::catalogs(n);
-    let dir = root.join(format!("service-{n}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::fresh_dir(&root, &format!("service-{n}"));
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

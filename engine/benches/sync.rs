@@ -156,18 +156,14 @@ fn baseline(db: &Path, cab: &Path) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("--child") {
-        return child(&args[2], Path::new(&args[3]), Path::new(&args[4]));
-    }
-    if args.iter().any(|a| a == "--list") {
-        return;
+    match common::role() {
+        common::Role::Child(mode, p) => return child(&mode, &p[0], &p[1]),
+        common::Role::List => return,
+        common::Role::Parent => {}
     }
     let n = common::updates();
     let (root, cab, next) = common::catalogs(n);
-    let dir = root.join(format!("run-{n}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::fresh_dir(&root, &format!("run-{n}"));
     let live = dir.join("live.cab");
     std::fs::copy(&cab, &live).unwrap();
 

@@ -12,8 +12,7 @@ use crate::events::SyncEvent;
 use crate::filter::{FilterChain, ProductClassificationFilter};
 use crate::model::UpdateId;
 use crate::package::{
-    Counts, ExportOptions, IMPORT_SOURCE, ImportCursor, Manifest, OpenedPackage, PackageKind,
-    PackageSource,
+    Counts, ExportOptions, ImportCursor, Manifest, OpenedPackage, PackageKind, PackageSource,
 };
 use crate::source::CatalogSource;
 use crate::store::{CategoryRow, HistoryRow, ShowUpdate, Store, UpdateQuery, UpdateRow};
@@ -238,6 +237,17 @@ impl Engine {
         observer: &mut dyn FnMut(&SyncEvent),
     ) -> Result<SyncReport> {
         let _lock = self.lock()?;
+        self.run_configured(only, options, None, observer)
+    }
+
+    /// Runs the configured sources (those in `only`, if given) and then the host's own.
+    fn run_configured(
+        &mut self,
+        only: Option<&[String]>,
+        options: SyncOptions,
+        plan: Option<&mut Vec<PlannedChange>>,
+        observer: &mut dyn FnMut(&SyncEvent),
+    ) -> Result<SyncReport> {
         let mut sources: Vec<(String, Box<dyn CatalogSource>)> = self
             .config
             .sources
@@ -263,7 +273,7 @@ impl Engine {
             options,
             HashSet::new(),
             warning,
-            None,
+            plan,
             observer,
         );
         self.extra_sources = sources.split_off(configured);
@@ -284,11 +294,7 @@ impl Engine {
     ) -> Result<PackageImport> {
         let _lock = self.lock()?;
         let opened = OpenedPackage::open(path, &self.config.import)?;
-        let cursor: Option<ImportCursor> = self
-            .store
-            .source_state(IMPORT_SOURCE)?
-            .cursor
-            .and_then(|c| serde_json::from_str(&c).ok());
+        let cursor = ImportCursor::of(&self.store)?;
         let m = opened.manifest.clone();
         let mut outcome = PackageImport {
             file: path.to_owned(),
@@ -339,29 +345,8 @@ impl Engine {
         observer: &mut dyn FnMut(&SyncEvent),
     ) -> Result<Plan> {
         let _lock = self.lock()?;
-        let mut sources: Vec<(String, Box<dyn CatalogSource>)> = self
-            .config
-            .sources
-            .iter()
-            .map(|s| {
-                (
-                    s.kind.as_str().to_owned(),
-                    crate::source::open_configured(s),
-                )
-            })
-            .collect();
-        let configured = sources.len();
-        sources.append(&mut self.extra_sources);
         let mut changes = Vec::new();
-        let result = self.run(
-            &mut sources,
-            options,
-            HashSet::new(),
-            None,
-            Some(&mut changes),
-            observer,
-        );
-        self.extra_sources = sources.split_off(configured);
+        let result = self.run_configured(None, options, Some(&mut changes), observer);
         Ok(Plan {
             report: result?,
             changes,
@@ -675,15 +660,11 @@ pub fn status_of(store: &Store, config: &Config) -> Result<Status> {
         categories: store.category_count()?,
         detectoids: store.count("update_type = 'Detectoid'")?,
         content_digest: store.current_content_digest()?,
-        imported: store
-            .source_state(IMPORT_SOURCE)?
-            .cursor
-            .and_then(|c| serde_json::from_str::<ImportCursor>(&c).ok())
-            .map(|c| ImportedFrom {
-                site_name: c.site_name,
-                site_id: c.site_id,
-                version: c.version,
-            }),
+        imported: ImportCursor::of(store)?.map(|c| ImportedFrom {
+            site_name: c.site_name,
+            site_id: c.site_id,
+            version: c.version,
+        }),
         store: config.store_path.clone(),
         log: config.log_path.clone(),
     })

@@ -79,3 +79,33 @@ pub fn run_child(mode: &str, args: &[&Path]) -> (f64, u64) {
         it.next().unwrap().parse().unwrap(),
     )
 }
+
+/// How this process was started: `Child(mode, paths)` when the bench runs itself as a
+/// child (see [`run_child`]), `List` for `--list` (nothing to do), else `Parent`.
+pub enum Role {
+    Child(String, Vec<PathBuf>),
+    List,
+    Parent,
+}
+
+pub fn role() -> Role {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--child") {
+        return Role::Child(
+            args[2].clone(),
+            args[3..].iter().map(PathBuf::from).collect(),
+        );
+    }
+    if args.iter().any(|a| a == "--list") {
+        return Role::List;
+    }
+    Role::Parent
+}
+
+/// `root/name`, emptied.
+pub fn fresh_dir(root: &Path, name: &str) -> PathBuf {
+    let dir = root.join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

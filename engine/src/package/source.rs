@@ -23,6 +23,16 @@ pub(crate) struct ImportCursor {
     pub version: u64,
 }
 
+impl ImportCursor {
+    /// What the store's `import` source remembers, if the site imported anything.
+    pub fn of(store: &crate::store::Store) -> Result<Option<ImportCursor>> {
+        Ok(store
+            .source_state(IMPORT_SOURCE)?
+            .cursor
+            .and_then(|c| serde_json::from_str(&c).ok()))
+    }
+}
+
 /// One record of the index, compact.
 #[derive(Debug, Clone, Copy)]
 struct Entry {

@@ -184,8 +184,7 @@ enum Test {
 }
 
 impl Condition {
-    fn holds(&self, tree: &CategoryTree, u: &UpdateView) -> bool {
-        let _ = tree;
+    fn holds(&self, u: &UpdateView) -> bool {
         match &self.test {
             Test::Category {
                 resolved, negate, ..
@@ -340,10 +339,10 @@ impl Rule {
 
 impl RuleSet {
     /// Each rule tried in order until one matches.
-    pub fn rule_trace(&self, tree: &CategoryTree, u: &UpdateView) -> Vec<RuleTrace> {
+    pub fn rule_trace(&self, u: &UpdateView) -> Vec<RuleTrace> {
         let mut out = Vec::new();
         for r in &self.rules {
-            let failed = r.conditions.iter().find(|c| !c.holds(tree, u));
+            let failed = r.conditions.iter().find(|c| !c.holds(u));
             out.push(RuleTrace {
                 index: r.index,
                 name: r.name.clone(),
@@ -358,9 +357,9 @@ impl RuleSet {
         out
     }
 
-    fn decide(&self, tree: &CategoryTree, u: &UpdateView) -> Decision {
+    fn decide(&self, u: &UpdateView) -> Decision {
         for r in &self.rules {
-            if r.conditions.iter().all(|c| c.holds(tree, u)) {
+            if r.conditions.iter().all(|c| c.holds(u)) {
                 let verdict = match r.action {
                     Action::Include => Verdict::Include,
                     Action::Exclude => Verdict::Exclude,
@@ -445,11 +444,11 @@ impl UpdateFilter for RuleSet {
         warnings
     }
 
-    fn evaluate(&self, tree: &CategoryTree, batch: &[UpdateView], out: &mut Vec<Decision>) {
-        out.extend(batch.iter().map(|u| self.decide(tree, u)));
+    fn evaluate(&self, _tree: &CategoryTree, batch: &[UpdateView], out: &mut Vec<Decision>) {
+        out.extend(batch.iter().map(|u| self.decide(u)));
     }
 
-    fn trace(&self, tree: &CategoryTree, u: &UpdateView) -> Vec<RuleTrace> {
-        self.rule_trace(tree, u)
+    fn trace(&self, _tree: &CategoryTree, u: &UpdateView) -> Vec<RuleTrace> {
+        self.rule_trace(u)
     }
 }

@@ -14,6 +14,7 @@ use super::{
     Action, BoolField, CategoryField, Condition, Matcher, Rule, RuleSet, SetDefault, SetField,
     Test, TextField,
 };
+use crate::config::line_of;
 use crate::error::{Error, Result};
 use crate::model::UpdateType;
 
@@ -53,14 +54,6 @@ pub fn load_file(path: &Path) -> Result<RuleSet> {
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "rules".into());
     compile(raw, &text, path, &stem)
-}
-
-fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())]
-        .bytes()
-        .filter(|b| *b == b'\n')
-        .count()
-        + 1
 }
 
 /// Compiles a parsed rule set; `text` is what its spans point into, `file` where it lives.

@@ -639,6 +639,22 @@ impl Store {
         self.content_digest()
     }
 
+    /// Sync runs by status (`succeeded`, `failed`, ...).
+    pub fn run_counts(&self) -> Result<HashMap<String, u64>> {
+        let mut s = self
+            .conn
+            .prepare("SELECT status, COUNT(*) FROM sync_runs GROUP BY status")
+            .map_err(|e| self.err(e))?;
+        let rows = s
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<HashMap<_, _>>>()
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
     /// When each source last synced successfully (RFC 3339), by name.
     pub fn sources_last_synced(&self) -> Result<HashMap<String, String>> {
         let mut s = self

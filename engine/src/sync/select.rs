@@ -359,34 +359,15 @@ fn load_candidates(
             let sql = format!(
                 "SELECT u.id, t.{col} FROM {table} t JOIN updates u ON u.uid = t.uid WHERE {cond}"
             );
-            let mut stmt = writer.tx.prepare(&sql).map_err(|e| writer.err(e))?;
-            let mut rows = stmt.query([source]).map_err(|e| writer.err(e))?;
-            while let Some(r) = rows.next().map_err(|e| writer.err(e))? {
-                let id = parse_id(
-                    writer,
-                    r.get_ref(0)
-                        .map_err(|e| writer.err(e))?
-                        .as_str()
-                        .unwrap_or_default(),
-                )?;
-                let v: String = r.get(1).map_err(|e| writer.err(e))?;
+            for (id, v) in keyed::<String>(writer, &sql, source)? {
                 lists[k].entry(id).or_default().push(v);
             }
         }
         let sql = format!(
             "SELECT u.id, SUM(f.size) FROM files f JOIN updates u ON u.uid = f.uid WHERE {cond} GROUP BY u.id"
         );
-        let mut stmt = writer.tx.prepare(&sql).map_err(|e| writer.err(e))?;
-        let mut rows = stmt.query([source]).map_err(|e| writer.err(e))?;
-        while let Some(r) = rows.next().map_err(|e| writer.err(e))? {
-            let id = parse_id(
-                writer,
-                r.get_ref(0)
-                    .map_err(|e| writer.err(e))?
-                    .as_str()
-                    .unwrap_or_default(),
-            )?;
-            if let Some(n) = r.get::<_, Option<i64>>(1).map_err(|e| writer.err(e))? {
+        for (id, n) in keyed::<Option<i64>>(writer, &sql, source)? {
+            if let Some(n) = n {
                 sizes.insert(id, n as u64);
             }
         }
@@ -463,23 +444,28 @@ fn bundle_children(
     pairs(writer, &sql, source)
 }
 
-fn pairs(writer: &SyncWriter<'_>, sql: &str, source: &str) -> Result<Vec<(UpdateId, UpdateId)>> {
+/// `(update id, value)` rows of `sql` (first column an update id, bound to `source`).
+fn keyed<T: rusqlite::types::FromSql>(
+    writer: &SyncWriter<'_>,
+    sql: &str,
+    source: &str,
+) -> Result<Vec<(UpdateId, T)>> {
     let mut stmt = writer.tx.prepare(sql).map_err(|e| writer.err(e))?;
     let mut rows = stmt.query([source]).map_err(|e| writer.err(e))?;
     let mut out = Vec::new();
     while let Some(r) = rows.next().map_err(|e| writer.err(e))? {
-        let id = |i| -> Result<UpdateId> {
-            parse_id(
-                writer,
-                r.get_ref(i)
-                    .map_err(|e| writer.err(e))?
-                    .as_str()
-                    .unwrap_or_default(),
-            )
-        };
-        out.push((id(0)?, id(1)?));
+        let id: String = r.get(0).map_err(|e| writer.err(e))?;
+        out.push((parse_id(writer, &id)?, r.get(1).map_err(|e| writer.err(e))?));
     }
     Ok(out)
+}
+
+/// `(update id, update id)` rows of `sql`.
+fn pairs(writer: &SyncWriter<'_>, sql: &str, source: &str) -> Result<Vec<(UpdateId, UpdateId)>> {
+    keyed::<String>(writer, sql, source)?
+        .into_iter()
+        .map(|(a, b)| Ok((a, parse_id(writer, &b)?)))
+        .collect()
 }
 
 fn stored_and_selected(writer: &SyncWriter<'_>, id: UpdateId) -> Result<bool> {

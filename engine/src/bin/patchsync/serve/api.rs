@@ -300,12 +300,14 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     let text = tokio::task::spawn_blocking(move || -> patchsync::Result<String> {
         let store = Store::open_read_only(&sh.config.store_path)?;
         let st = patchsync::status_of(&store, &sh.config)?;
-        let hist = store.history(100_000)?;
+        // Counted by the store; only the latest runs are read.
+        let counts = store.run_counts()?;
+        let hist = store.history(50)?;
         let site = sh.config.site_name.replace('"', "'");
         let mut out = String::new();
         out.push_str("# HELP patchsync_sync_runs_total Sync runs by outcome.\n# TYPE patchsync_sync_runs_total counter\n");
         for status in ["succeeded", "failed", "interrupted"] {
-            let n = hist.iter().filter(|r| r.status == status).count();
+            let n = counts.get(status).copied().unwrap_or(0);
             out.push_str(&format!("patchsync_sync_runs_total{{site=\"{site}\",status=\"{status}\"}} {n}\n"));
         }
         let last = hist.iter().find(|r| r.finished.is_some());

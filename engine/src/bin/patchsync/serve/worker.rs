@@ -61,28 +61,23 @@ impl Shared {
 /// The worker's loop; returns when `stop` is set (or every sender is gone).
 pub fn run(shared: Arc<Shared>, requests: Receiver<Trigger>, stop: Arc<AtomicBool>) {
     let svc = shared.config.service.clone();
-    let mut last_start: Option<DateTime<Utc>> =
-        patchsync::store::Store::open_read_only(&shared.config.store_path)
+    // From the history: when the last run started (the schedule counts from it) and when
+    // the last success ended (staleness counts from it).
+    let history = patchsync::store::Store::open_read_only(&shared.config.store_path)
+        .and_then(|s| s.history(50))
+        .unwrap_or_default();
+    let time = |t: &str| {
+        DateTime::parse_from_rfc3339(t)
             .ok()
-            .and_then(|s| s.history(1).ok())
-            .and_then(|h| h.first().map(|r| r.started.clone()))
-            .and_then(|t| {
-                DateTime::parse_from_rfc3339(&t)
-                    .ok()
-                    .map(|t| t.with_timezone(&Utc))
-            });
+            .map(|t| t.with_timezone(&Utc))
+    };
+    let mut last_start = history.first().and_then(|r| time(&r.started));
+    let mut last_success = history
+        .iter()
+        .find(|r| r.status == "succeeded")
+        .and_then(|r| r.finished.as_deref().and_then(time));
     let mut alerts = super::alerts::Alerts::default();
     let service_start = Utc::now();
-    let mut last_success: Option<DateTime<Utc>> =
-        patchsync::store::Store::open_read_only(&shared.config.store_path)
-            .ok()
-            .and_then(|s| patchsync::status_of(&s, &shared.config).ok())
-            .and_then(|st| st.last_success)
-            .and_then(|t| {
-                DateTime::parse_from_rfc3339(&t)
-                    .ok()
-                    .map(|t| t.with_timezone(&Utc))
-            });
     let mut next_scheduled = svc.schedule.as_ref().map(|s| {
         if s.missed(last_start, Utc::now()) {
             Utc::now()
