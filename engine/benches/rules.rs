@@ -178,7 +178,7 @@ fn child(mode: &str, dir: &Path, cab: &Path) {
             let c = rusqlite::Connection::open(store.path()).unwrap();
             let tree = patchsync::store::load_category_tree(&c).unwrap();
             let mut set = set;
-            set.prepare(&tree);
+            set.prepare(&tree).expect("prepare");
             let mut cabinet = cab::Cabinet::new(std::fs::File::open(cab).unwrap()).unwrap();
             let mut records =
                 RecordReader::new(BufReader::new(cabinet.read_file("metadata.txt").unwrap()));
@@ -189,7 +189,7 @@ fn child(mode: &str, dir: &Path, cab: &Path) {
             }
             let t = Instant::now();
             let mut out = Vec::with_capacity(views.len());
-            set.evaluate(&tree, &views, &mut out);
+            set.evaluate(&tree, &views, &mut out).expect("evaluate");
             let ns = t.elapsed().as_nanos() as f64 / views.len() as f64;
             let included = out
                 .iter()

@@ -28,6 +28,22 @@ struct RawConfig {
     /// Rule sets written in the site config itself.
     #[serde(default)]
     rule_set: Vec<Spanned<crate::rules::RawRuleSet>>,
+    /// Filter plugins, in the order they apply.
+    #[serde(default)]
+    plugin: Vec<Spanned<RawPlugin>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlugin {
+    /// The plugin's manifest (TOML beside its code).
+    manifest: Spanned<String>,
+    /// Overrides of the manifest's `[config]`, key by key.
+    #[serde(default)]
+    config: Option<toml::Table>,
+    /// `abort` or `skip`; default: the manifest's.
+    #[serde(default)]
+    on_failure: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -119,6 +135,9 @@ struct RawSource {
     /// catalogs: every 7 days).
     #[serde(default)]
     schedule: Option<Spanned<String>>,
+    /// For `kind = "plugin"`: overrides of the manifest's `[config]`.
+    #[serde(default)]
+    config: Option<Spanned<toml::Table>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -133,7 +152,7 @@ struct RawFilter {
     /// Rule sets in the order they apply: names of `[[rule_set]]` tables, or rule files.
     #[serde(default)]
     rules: Option<Spanned<Vec<String>>>,
-    /// The stages in order: "rules", "built-in" (default: both, rules first).
+    /// The stages in order: "rules", "built-in", "plugins" (default: in that order).
     #[serde(default)]
     order: Option<Spanned<Vec<String>>>,
     /// A sync that would remove more than this share of a source's active updates is
@@ -149,11 +168,18 @@ pub enum SourceKind {
     Directory,
     Wsusscn2,
     SdpCatalog,
+    /// A WebAssembly source plugin; `path` is its manifest.
+    Plugin,
 }
 
 impl SourceKind {
-    pub const NAMES: &'static [&'static str] =
-        &["wsus-export", "directory", "wsusscn2", "sdp-catalog"];
+    pub const NAMES: &'static [&'static str] = &[
+        "wsus-export",
+        "directory",
+        "wsusscn2",
+        "sdp-catalog",
+        "plugin",
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -161,6 +187,7 @@ impl SourceKind {
             SourceKind::Directory => "directory",
             SourceKind::Wsusscn2 => "wsusscn2",
             SourceKind::SdpCatalog => "sdp-catalog",
+            SourceKind::Plugin => "plugin",
         }
     }
 
@@ -170,6 +197,7 @@ impl SourceKind {
             "directory" => Some(SourceKind::Directory),
             "wsusscn2" => Some(SourceKind::Wsusscn2),
             "sdp-catalog" => Some(SourceKind::SdpCatalog),
+            "plugin" => Some(SourceKind::Plugin),
             _ => None,
         }
     }
@@ -191,6 +219,8 @@ pub struct SourceConfig {
     pub sha256: Option<String>,
     /// Its own schedule in service mode (`None`: the site's).
     pub schedule: Option<crate::schedule::Schedule>,
+    /// For `kind = "plugin"`: the plugin, its config, and where its compiled form is cached.
+    pub plugin: Option<(crate::plugin::PluginUse, PathBuf)>,
 }
 
 /// The validated filter.
@@ -205,6 +235,10 @@ pub struct FilterConfig {
     pub order: Vec<Stage>,
     /// See `[filter] mass_removal_percent`.
     pub mass_removal_percent: u32,
+    /// Filter plugins (`[[plugin]]`), in order.
+    pub plugins: Vec<crate::plugin::PluginUse>,
+    /// Where compiled WebAssembly plugins are cached (`plugin-cache/` beside the store).
+    pub plugin_cache: PathBuf,
 }
 
 /// A stage of the filter chain the config orders.
@@ -214,6 +248,8 @@ pub enum Stage {
     Rules,
     /// Product and classification selection.
     BuiltIn,
+    /// Every `[[plugin]]`, in the order listed.
+    Plugins,
 }
 
 /// When a superseded update expires (Configuration Manager's supersedence rules).
@@ -330,6 +366,24 @@ pub struct ImportPolicy {
 }
 
 /// The 1-based line of byte `offset` in `text`.
+/// A plugin manifest the site config names; an unreadable one is the site config's error.
+fn load_manifest(
+    path: &Path,
+    fail: &dyn Fn(Option<std::ops::Range<usize>>, String) -> Error,
+    span: std::ops::Range<usize>,
+) -> Result<crate::plugin::Manifest> {
+    if !path.is_file() {
+        return Err(fail(
+            Some(span),
+            format!(
+                "plugin manifest {} does not exist; give the path of the plugin's .toml",
+                path.display()
+            ),
+        ));
+    }
+    crate::plugin::Manifest::load(path)
+}
+
 pub(crate) fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())]
         .bytes()
@@ -491,12 +545,40 @@ impl Config {
                 }
                 None => None,
             };
+            let plugin = match (&s.config, kind) {
+                (Some(c), k) if k != SourceKind::Plugin => {
+                    return Err(fail(
+                        Some(c.span()),
+                        format!(
+                            "[[source]] config: only plugin sources take a config table, not '{}'",
+                            k.as_str()
+                        ),
+                    ));
+                }
+                (c, SourceKind::Plugin) => {
+                    let m = load_manifest(&resolve(s.path.get_ref()), &fail, s.path.span())?;
+                    if m.kind != crate::plugin::PluginKind::Source {
+                        return Err(fail(
+                            Some(s.path.span()),
+                            format!(
+                                "[[source]] path: plugin '{}' is a filter; list it in [[plugin]], \
+                                 not as a source",
+                                m.name
+                            ),
+                        ));
+                    }
+                    let u = crate::plugin::PluginUse::new(m, c.as_ref().map(|c| c.get_ref()), None);
+                    Some((u, crate::plugin::cache_dir(&store_path)))
+                }
+                _ => None,
+            };
             sources.push(SourceConfig {
                 name,
                 kind,
                 location,
                 sha256,
                 schedule,
+                plugin,
             });
         }
 
@@ -588,19 +670,61 @@ impl Config {
                 ));
             }
         }
+        let mut plugins = Vec::new();
+        for p in &raw.plugin {
+            let p = p.get_ref();
+            let m = load_manifest(&resolve(p.manifest.get_ref()), &fail, p.manifest.span())?;
+            if m.kind != crate::plugin::PluginKind::Filter {
+                return Err(fail(
+                    Some(p.manifest.span()),
+                    format!(
+                        "[[plugin]] manifest: plugin '{}' is a source; add it as a [[source]] \
+                         with kind = \"plugin\"",
+                        m.name
+                    ),
+                ));
+            }
+            if plugins
+                .iter()
+                .any(|u: &crate::plugin::PluginUse| u.manifest.name == m.name)
+            {
+                return Err(fail(
+                    Some(p.manifest.span()),
+                    format!("[[plugin]] manifest: plugin '{}' is listed twice", m.name),
+                ));
+            }
+            let on_failure = match &p.on_failure {
+                None => None,
+                Some(o) => Some(crate::plugin::OnFailure::parse(o.get_ref()).ok_or_else(|| {
+                    fail(
+                        Some(o.span()),
+                        format!(
+                            "[[plugin]] on_failure: '{}' is not a choice; use \"abort\" or \"skip\"",
+                            o.get_ref()
+                        ),
+                    )
+                })?),
+            };
+            plugins.push(crate::plugin::PluginUse::new(
+                m,
+                p.config.as_ref(),
+                on_failure,
+            ));
+        }
         let order = match f.and_then(|f| f.order.as_ref()) {
-            None => vec![Stage::Rules, Stage::BuiltIn],
+            None => vec![Stage::Rules, Stage::BuiltIn, Stage::Plugins],
             Some(list) => {
                 let mut out = Vec::new();
                 for s in list.get_ref() {
                     let stage = match s.as_str() {
                         "rules" => Stage::Rules,
                         "built-in" => Stage::BuiltIn,
+                        "plugins" => Stage::Plugins,
                         other => {
                             return Err(fail(
                                 Some(list.span()),
                                 format!(
-                                    "[filter] order: '{other}' is not a stage; stages: \"rules\", \"built-in\""
+                                    "[filter] order: '{other}' is not a stage; stages: \"rules\", \"built-in\", \"plugins\""
                                 ),
                             ));
                         }
@@ -616,6 +740,17 @@ impl Config {
                 out
             }
         };
+        if let Some(list) = f.and_then(|f| f.order.as_ref())
+            && !plugins.is_empty()
+            && !order.contains(&Stage::Plugins)
+        {
+            return Err(fail(
+                Some(list.span()),
+                "[filter] order: [[plugin]] filters are configured but \"plugins\" is not in the \
+                 order; add it where they should run (e.g. [\"rules\", \"built-in\", \"plugins\"])"
+                    .into(),
+            ));
+        }
         let mass_removal_percent = match f.and_then(|f| f.mass_removal_percent.as_ref()) {
             None => 20,
             Some(p) => u32::try_from(*p.get_ref())
@@ -799,6 +934,7 @@ impl Config {
                 service.stale_after = Some(std::time::Duration::from_secs_f64(v * 3600.0));
             }
         }
+        let plugin_cache = crate::plugin::cache_dir(&store_path);
         Ok(Config {
             service,
             import,
@@ -817,6 +953,8 @@ impl Config {
                 rule_sets,
                 order,
                 mass_removal_percent,
+                plugins,
+                plugin_cache,
             },
         })
     }
@@ -835,7 +973,7 @@ store = "data/patchsync.db"
 # log = "data/sync.log"
 
 # Catalog sources, synced in this order. Kinds: wsus-export, directory, wsusscn2,
-# sdp-catalog. wsusscn2 and sdp-catalog also take an https:// URL as `path`, and any
+# sdp-catalog, plugin (a WebAssembly source plugin: `path` is its manifest). wsusscn2 and sdp-catalog also take an https:// URL as `path`, and any
 # file source an optional `sha256 = "..."` pin that rejects a catalog with another digest.
 [[source]]
 name = "contoso-export"
@@ -852,6 +990,12 @@ path = "exports/WSUS.cab"
 # kind = "directory"            # a folder of update XML files
 # path = "updates/"
 
+# [[source]]
+# name = "contoso"
+# kind = "plugin"               # a source plugin (engine/docs/plugins.md)
+# path = "plugins/json-feed-source.toml"
+# config = { url = "https://updates.contoso.com/feed.json" }
+
 [filter]
 # Products by title or GUID; a company or product family selects every product below it.
 # "*" selects all. Empty (the default) syncs categories only: run a first sync, look at
@@ -864,10 +1008,16 @@ languages = ["en"]
 # Rule sets, applied before the product / classification selection (engine/docs/rules.md):
 # rule files, or names of [[rule_set]] tables below. Check one with `patchsync rules check`.
 # rules = ["rules/no-previews.toml"]
-# order = ["rules", "built-in"]
+# order = ["rules", "built-in", "plugins"]
 # A sync that would remove more than this share of a source's updates is refused unless
 # --allow-mass-removal (`patchsync plan` shows what a change would do first).
 # mass_removal_percent = 20
+
+# Filter plugins, after the built-in selection (engine/docs/plugins.md). Each names its
+# manifest; `config` overrides keys of the manifest's [config]; on_failure "abort" | "skip".
+# [[plugin]]
+# manifest = "plugins/severity-filter.toml"
+# config = { minimum = "Important" }
 
 # [supersedence]
 # When an update superseded by another update in the store expires: "never" (default),

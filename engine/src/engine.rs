@@ -371,11 +371,16 @@ impl Engine {
                         f.classifications.clone(),
                     )));
                 }
+                crate::config::Stage::Plugins => {
+                    for p in &f.plugins {
+                        stages.push(crate::plugin::start_filter(p, Some(&f.plugin_cache))?);
+                    }
+                }
             }
         }
         let mut chain = FilterChain::new(stages);
         chain.pinned = self.store.pinned()?;
-        chain.needs_details = !f.rule_sets.is_empty();
+        chain.needs_details = !f.rule_sets.is_empty() || !f.plugins.is_empty();
         chain.needs_supersedence = f.rule_sets.iter().any(|s| s.uses_supersedence());
         if chain.needs_supersedence {
             chain.superseded = self.store.superseded_ids()?;

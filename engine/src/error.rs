@@ -50,6 +50,15 @@ pub enum Error {
     #[error("{0}")]
     Refused(String),
 
+    /// A plugin failed to load, rejected its config, trapped, ran out of time or memory,
+    /// or answered wrongly; `call` names what the host asked of it.
+    #[error("plugin '{plugin}' ({call}): {message}")]
+    Plugin {
+        plugin: String,
+        call: String,
+        message: String,
+    },
+
     /// The sync was cancelled by the host.
     #[error("sync cancelled; the store is unchanged and the next sync starts again")]
     Cancelled,
@@ -58,7 +67,7 @@ pub enum Error {
 impl Error {
     /// A stable number for the kind of failure, for monitoring (`status`, the API, history):
     /// 1 config, 2 source, 3 store, 4 busy, 5 file, 6 not found, 7 package, 8 refused by the
-    /// mass-removal guard, 9 cancelled.
+    /// mass-removal guard, 9 cancelled, 10 plugin.
     pub fn code(&self) -> u32 {
         match self {
             Error::Config { .. } => 1,
@@ -70,6 +79,7 @@ impl Error {
             Error::Package { .. } => 7,
             Error::Refused(_) => 8,
             Error::Cancelled => 9,
+            Error::Plugin { .. } => 10,
         }
     }
 
@@ -77,6 +87,18 @@ impl Error {
         Error::Source {
             source_name: name.to_owned(),
             item: item.into(),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn plugin(
+        plugin: &str,
+        call: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Error::Plugin {
+            plugin: plugin.to_owned(),
+            call: call.into(),
             message: message.into(),
         }
     }

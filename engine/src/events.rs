@@ -67,6 +67,14 @@ pub enum SyncEvent {
         source: Option<String>,
         message: String,
     },
+    /// A line a filter stage logged (a plugin's log call, or what it printed).
+    StageLog {
+        source: String,
+        stage: String,
+        /// `trace`, `debug`, `info`, `warn`, `error`.
+        level: String,
+        message: String,
+    },
     SourceFinished {
         report: SourceReport,
     },

@@ -133,7 +133,7 @@ pub(crate) fn explain(store: &Store, chain: &mut FilterChain, id: UpdateId) -> R
         return Ok(out);
     }
     let tree: CategoryTree = crate::store::load_category_tree(&store.conn).map_err(e)?;
-    let _ = chain.prepare(&tree);
+    chain.prepare(&tree)?;
     if chain.is_pinned(&id) {
         out.stages.push(StageStep {
             stage: "pin".into(),
@@ -145,9 +145,10 @@ pub(crate) fn explain(store: &Store, chain: &mut FilterChain, id: UpdateId) -> R
         return Ok(out);
     }
     let mut decisions = Vec::new();
+    let mut selected = false;
     for stage in &chain.stages {
         decisions.clear();
-        stage.evaluate(&tree, std::slice::from_ref(&view), &mut decisions);
+        stage.evaluate(&tree, std::slice::from_ref(&view), &mut decisions)?;
         let d = decisions.pop().expect("one decision per update");
         out.stages.push(StageStep {
             stage: stage.name().to_owned(),
@@ -155,10 +156,17 @@ pub(crate) fn explain(store: &Store, chain: &mut FilterChain, id: UpdateId) -> R
             reason: d.reason.clone(),
             rules: stage.trace(&tree, &view),
         });
-        if d.verdict != Verdict::Abstain {
+        if d.verdict == Verdict::Include && !stage.includes_are_final() {
+            // Selected: the later stages may still exclude it.
+            selected = true;
+        } else if d.verdict != Verdict::Abstain {
             out.verdict = Some(verdict_word(d.verdict).into());
             return Ok(out);
         }
+    }
+    if selected {
+        out.verdict = Some("include".into());
+        return Ok(out);
     }
     out.stages.push(StageStep {
         stage: "default".into(),

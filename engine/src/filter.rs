@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use sha1::{Digest, Sha1};
 
+use crate::error::Result;
 use crate::model::{CategoryKind, UpdateId, UpdateType, well_known_classification};
 
 /// One category as the selection sees it.
@@ -161,15 +162,49 @@ pub trait UpdateFilter {
     /// Changes whenever the stage would decide differently; a change re-evaluates the catalog.
     fn config_hash(&self) -> String;
     /// Called once per sync after categories are synced; returns warnings for the report.
-    fn prepare(&mut self, _tree: &CategoryTree) -> Vec<String> {
+    fn prepare(&mut self, _tree: &CategoryTree) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+    /// Appends one decision per update of `batch` to `out`, in order. An error (a plugin
+    /// that failed with `on_failure = "abort"`) stops the sync.
+    fn evaluate(
+        &self,
+        tree: &CategoryTree,
+        batch: &[UpdateView],
+        out: &mut Vec<Decision>,
+    ) -> Result<()>;
+    /// Whether an `Include` of this stage is final. A stage that selects (the built-in
+    /// product / classification selection) returns `false`: what it includes still goes
+    /// through the later stages, which may exclude it; an update nothing later decides stays
+    /// included.
+    fn includes_are_final(&self) -> bool {
+        true
+    }
+    /// Whether the stage should only see batches (a plugin, where one call per update
+    /// would cost more than the decision): the sync then decides in its selection stage
+    /// rather than while updates stream in.
+    fn batched_only(&self) -> bool {
+        false
+    }
+    /// Lines the stage logged since the last call (a plugin's log and output), for the sync
+    /// log; and warnings (a plugin skipped after a failure) for the report.
+    fn drain_log(&self) -> Vec<StageMessage> {
         Vec::new()
     }
-    /// Appends one decision per update of `batch` to `out`, in order.
-    fn evaluate(&self, tree: &CategoryTree, batch: &[UpdateView], out: &mut Vec<Decision>);
     /// For `explain`: how the stage's own steps (a rule set's rules) fared on `u`.
     fn trace(&self, _tree: &CategoryTree, _u: &UpdateView) -> Vec<crate::rules::RuleTrace> {
         Vec::new()
     }
+}
+
+/// A line a stage logged, for the sync log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageMessage {
+    /// `trace`, `debug`, `info`, `warn`, `error`.
+    pub level: &'static str,
+    pub message: String,
+    /// Also a warning of the sync report.
+    pub warning: bool,
 }
 
 /// A list of names / GUIDs from the config, or "all".
@@ -252,7 +287,11 @@ impl UpdateFilter for ProductClassificationFilter {
         format!("{:x}", h.finalize())
     }
 
-    fn prepare(&mut self, tree: &CategoryTree) -> Vec<String> {
+    fn includes_are_final(&self) -> bool {
+        false
+    }
+
+    fn prepare(&mut self, tree: &CategoryTree) -> Result<Vec<String>> {
         let mut warnings = Vec::new();
         self.product_set.clear();
         self.classification_set.clear();
@@ -294,10 +333,15 @@ impl UpdateFilter for ProductClassificationFilter {
                 self.classification_set.extend(hits);
             }
         }
-        warnings
+        Ok(warnings)
     }
 
-    fn evaluate(&self, tree: &CategoryTree, batch: &[UpdateView], out: &mut Vec<Decision>) {
+    fn evaluate(
+        &self,
+        tree: &CategoryTree,
+        batch: &[UpdateView],
+        out: &mut Vec<Decision>,
+    ) -> Result<()> {
         for u in batch {
             let products: Vec<&UpdateId> = u
                 .categories
@@ -330,6 +374,7 @@ impl UpdateFilter for ProductClassificationFilter {
                 },
             });
         }
+        Ok(())
     }
 }
 
@@ -387,6 +432,8 @@ pub struct FilterChain {
     /// A stage reads more than id, type, title, categories, severity and bundle flag (KB,
     /// CVE, languages, dates, sizes, source): the selection stage loads those from the store.
     pub needs_details: bool,
+    /// Messages stages logged, drained by the sync into its log.
+    messages: Vec<(String, StageMessage)>,
 }
 
 impl FilterChain {
@@ -397,6 +444,7 @@ impl FilterChain {
             superseded: HashSet::new(),
             needs_supersedence: false,
             needs_details: false,
+            messages: Vec::new(),
         }
     }
 
@@ -413,15 +461,42 @@ impl FilterChain {
         format!("{:x}", h.finalize())
     }
 
-    pub fn prepare(&mut self, tree: &CategoryTree) -> Vec<String> {
-        self.stages
-            .iter_mut()
-            .flat_map(|s| s.prepare(tree))
-            .collect()
+    pub fn prepare(&mut self, tree: &CategoryTree) -> Result<Vec<String>> {
+        let mut warnings = Vec::new();
+        for s in &mut self.stages {
+            warnings.extend(s.prepare(tree)?);
+        }
+        self.collect_messages();
+        Ok(warnings)
     }
 
-    /// One `(stage, decision)` per update of `batch`.
-    pub fn evaluate(&self, tree: &CategoryTree, batch: &[UpdateView]) -> Vec<(String, Decision)> {
+    /// Whether a stage wants batches only (see [`UpdateFilter::batched_only`]).
+    pub fn batched_only(&self) -> bool {
+        self.stages.iter().any(|s| s.batched_only())
+    }
+
+    fn collect_messages(&mut self) {
+        for s in &self.stages {
+            for m in s.drain_log() {
+                self.messages.push((s.name().to_owned(), m));
+            }
+        }
+    }
+
+    /// `(stage, message)` the stages logged since the last call.
+    pub fn take_messages(&mut self) -> Vec<(String, StageMessage)> {
+        self.collect_messages();
+        std::mem::take(&mut self.messages)
+    }
+
+    /// One `(stage, decision)` per update of `batch`. The first stage with an opinion
+    /// decides, except that a selecting stage's `Include` (see
+    /// [`UpdateFilter::includes_are_final`]) lets the later stages still exclude it.
+    pub fn evaluate(
+        &self,
+        tree: &CategoryTree,
+        batch: &[UpdateView],
+    ) -> Result<Vec<(String, Decision)>> {
         let mut result: Vec<Option<(String, Decision)>> = batch
             .iter()
             .map(|u| {
@@ -436,6 +511,8 @@ impl FilterChain {
                 })
             })
             .collect();
+        // Included by a selecting stage, still open to the later ones.
+        let mut selected: Vec<Option<(String, Decision)>> = vec![None; batch.len()];
         let mut out = Vec::with_capacity(batch.len());
         for stage in &self.stages {
             let open: Vec<usize> = (0..batch.len()).filter(|i| result[*i].is_none()).collect();
@@ -449,17 +526,25 @@ impl FilterChain {
             };
             let input = if sub.is_empty() { batch } else { &sub[..] };
             out.clear();
-            stage.evaluate(tree, input, &mut out);
+            stage.evaluate(tree, input, &mut out)?;
+            let last_word = stage.includes_are_final();
             for (k, i) in open.iter().enumerate() {
-                if let Some(d) = out.get(k).filter(|d| d.verdict != Verdict::Abstain) {
-                    result[*i] = Some((stage.name().to_owned(), d.clone()));
+                let Some(d) = out.get(k).filter(|d| d.verdict != Verdict::Abstain) else {
+                    continue;
+                };
+                let decided = Some((stage.name().to_owned(), d.clone()));
+                if d.verdict == Verdict::Include && !last_word {
+                    selected[*i] = decided;
+                } else {
+                    result[*i] = decided;
                 }
             }
         }
-        result
+        Ok(result
             .into_iter()
-            .map(|r| {
-                r.unwrap_or_else(|| {
+            .zip(selected)
+            .map(|(r, sel)| {
+                r.or(sel).unwrap_or_else(|| {
                     (
                         "default".to_owned(),
                         Decision {
@@ -469,7 +554,7 @@ impl FilterChain {
                     )
                 })
             })
-            .collect()
+            .collect())
     }
 }
 
@@ -516,13 +601,14 @@ mod tests {
             Pick::Some(vec!["windows".into()]),
             Pick::Some(vec!["Security Updates".into()]),
         );
-        assert!(f.prepare(&t).is_empty());
+        assert!(f.prepare(&t).unwrap().is_empty());
         let mut out = vec![];
         f.evaluate(
             &t,
             &[view(&[id(3), sec]), view(&[id(5), sec]), view(&[id(4)])],
             &mut out,
-        );
+        )
+        .unwrap();
         let v: Vec<_> = out.iter().map(|d| d.verdict).collect();
         assert_eq!(
             v,
@@ -538,7 +624,7 @@ mod tests {
     fn unknown_names_warn() {
         let mut f =
             ProductClassificationFilter::new(Pick::Some(vec!["Windows 99".into()]), Pick::All);
-        let w = f.prepare(&tree());
+        let w = f.prepare(&tree()).unwrap();
         assert_eq!(w.len(), 1);
         assert!(w[0].contains("Windows 99"));
     }

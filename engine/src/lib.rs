@@ -12,6 +12,9 @@
 //! - The **store** ([`store::Store`]) is one SQLite file (WAL): readers keep working during a
 //!   sync, and each source is applied in one transaction, so a killed sync loses nothing.
 //! - Each sync that changes anything raises the **catalog version** by one.
+//! - **Plugins** ([`plugin`]): filter stages and catalog sources as sandboxed WebAssembly
+//!   components (the `patchsync:plugin` WIT contract in `sdk/wit/`), or trusted native
+//!   libraries; a manifest beside each says what it is and may do.
 //! - **Export packages** ([`package`]) carry a site's catalog, whole or the changes since a
 //!   catalog version, signed, to a disconnected site, whose import is a sync of one source.
 //!
@@ -39,6 +42,7 @@ pub mod filter;
 pub mod generate;
 pub mod model;
 pub mod package;
+pub mod plugin;
 pub mod rules;
 pub mod schedule;
 pub mod source;

@@ -111,6 +111,9 @@ impl SyncLog {
             SyncEvent::Warning { source, message } => {
                 self.line(&format!("WARNING: {}{message}", source.as_ref().map(|s| format!("{s}: ")).unwrap_or_default()))
             }
+            SyncEvent::StageLog { source, stage, level, message } => {
+                self.line(&format!("{stage} [{level}] ({source}): {message}"))
+            }
             SyncEvent::SourceFinished { report: r } => self.line(&format!(
                 "Source {}: {} new, {} revised, {} expired, {} removed, {} unchanged, {} excluded by the filter",
                 r.source, r.new, r.revised, r.expired, r.removed, r.unchanged, r.excluded

@@ -13,6 +13,7 @@ mod filters;
 mod generator;
 mod offline;
 mod pins;
+mod plugins;
 mod real_export;
 mod rules;
 mod service;

@@ -418,16 +418,54 @@ fn the_stage_order_is_the_configs() {
     rewrite(&site, &[("hand", "directory", &dir)], &[&no_previews], "");
     site.sync();
     assert_eq!(active_titles(&site).len(), 3);
-    // Built-in selection first: it includes everything it selects, the rules never see it.
+    let set_order = |order: &str| {
+        let t = std::fs::read_to_string(site.config_path()).unwrap();
+        let t = match t.find("order = ") {
+            Some(i) => {
+                let end = i + t[i..].find('\n').unwrap();
+                format!("{}{order}{}", &t[..i], &t[end..])
+            }
+            None => t.replace("[filter]\n", &format!("[filter]\n{order}\n")),
+        };
+        std::fs::write(site.config_path(), t).unwrap();
+    };
+    // Built-in selection first: it selects, and the rule sets after it may still exclude.
+    set_order("order = [\"built-in\", \"rules\"]");
+    site.sync();
+    assert_eq!(active_titles(&site).len(), 3);
+
+    // An include rule adds what the built-in selection leaves out only when it runs first:
+    // what the built-in selection does not select is excluded there and then.
     let t = std::fs::read_to_string(site.config_path())
         .unwrap()
         .replace(
-            "[filter]\n",
-            "[filter]\norder = [\"built-in\", \"rules\"]\n",
+            "classifications = [\"*\"]",
+            "classifications = [\"Security Updates\"]",
+        )
+        .replace(
+            &format!("rules = [{:?}]", no_previews.display().to_string()),
+            "rules = [\"previews-in\"]",
         );
-    std::fs::write(site.config_path(), t).unwrap();
+    std::fs::write(
+        site.config_path(),
+        format!(
+            "{t}\n[[rule_set]]\nname = \"previews-in\"\n[[rule_set.rule]]\naction = \"include\"\ntitle = {{ matches = \"*Preview*\" }}\n"
+        ),
+    )
+    .unwrap();
     site.sync();
-    assert_eq!(active_titles(&site).len(), 5);
+    assert_eq!(
+        active_titles(&site).len(),
+        3,
+        "built-in first: previews are not security updates"
+    );
+    set_order("order = [\"rules\", \"built-in\"]");
+    site.sync();
+    assert_eq!(
+        active_titles(&site).len(),
+        5,
+        "rules first: the include rule adds them"
+    );
 }
 
 #[test]

@@ -426,7 +426,7 @@ impl UpdateFilter for RuleSet {
         format!("{:x}", h.finalize())
     }
 
-    fn prepare(&mut self, tree: &CategoryTree) -> Vec<String> {
+    fn prepare(&mut self, tree: &CategoryTree) -> crate::error::Result<Vec<String>> {
         let now = chrono::Utc::now();
         let file = self.file.display().to_string();
         let mut warnings = Vec::new();
@@ -441,11 +441,17 @@ impl UpdateFilter for RuleSet {
                 }
             }
         }
-        warnings
+        Ok(warnings)
     }
 
-    fn evaluate(&self, _tree: &CategoryTree, batch: &[UpdateView], out: &mut Vec<Decision>) {
+    fn evaluate(
+        &self,
+        _tree: &CategoryTree,
+        batch: &[UpdateView],
+        out: &mut Vec<Decision>,
+    ) -> crate::error::Result<()> {
         out.extend(batch.iter().map(|u| self.decide(u)));
+        Ok(())
     }
 
     fn trace(&self, _tree: &CategoryTree, u: &UpdateView) -> Vec<RuleTrace> {

@@ -59,6 +59,11 @@ pub enum Fetched {
     },
     /// The download URL of a file, joined to update files by digest.
     FileUrl { digest: String, url: String },
+    /// A line the source logged (a plugin's log call or output), for the sync log.
+    Log {
+        level: &'static str,
+        message: String,
+    },
     /// Something the admin should know that does not stop the sync (an unknown
     /// classification, an update stored without one of its fragments); goes to the report.
     Warning(String),
@@ -157,5 +162,9 @@ pub fn open_configured(s: &crate::config::SourceConfig) -> Box<dyn CatalogSource
             s.location.clone(),
             s.sha256.clone(),
         )),
+        SourceKind::Plugin => {
+            let (plugin, cache) = s.plugin.clone().expect("a plugin source has its plugin");
+            Box::new(crate::plugin::WasmSource::new(&s.name, plugin, Some(cache)))
+        }
     }
 }

@@ -73,6 +73,9 @@ impl<'a> StreamDecider<'a> {
             self.tentative.push((u.identity.id, u.bundled().collect()));
             return Early::Tentative;
         }
+        if self.chain.batched_only() && !self.chain.is_pinned(&u.identity.id) {
+            return Early::Pending;
+        }
         if !self.chain.is_pinned(&u.identity.id)
             && !u.categories.iter().all(|c| self.tree.knows_lineage(c))
         {
@@ -80,16 +83,22 @@ impl<'a> StreamDecider<'a> {
         }
         if self.dirty {
             // Warnings are reported once, by the selection stage, against the final tree.
-            let _ = self.chain.prepare(&self.tree);
+            if self.chain.prepare(&self.tree).is_err() {
+                return Early::Pending;
+            }
             self.dirty = false;
         }
         let mut view = UpdateView::of(u, &self.source);
         view.superseded = self.chain.superseded.contains(&u.identity.id);
-        let (stage, d) = self
+        // A stage that fails here fails again, with its error, in the selection stage.
+        let Some((stage, d)) = self
             .chain
             .evaluate(&self.tree, std::slice::from_ref(&view))
-            .pop()
-            .expect("one verdict");
+            .ok()
+            .and_then(|mut v| v.pop())
+        else {
+            return Early::Pending;
+        };
         match d.verdict {
             Verdict::Include | Verdict::Pin => {
                 self.kept_children

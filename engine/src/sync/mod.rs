@@ -433,6 +433,7 @@ pub(crate) fn fetch_into(
                         }
                         Fetched::FileUrl { digest, url } => Item::Url(digest, url),
                         Fetched::Warning(w) => Item::Warning(w),
+                        Fetched::Log { level, message } => Item::Log(level, message),
                     };
                     batch.push(item);
                     if batch.len() >= BATCH {
@@ -614,6 +615,12 @@ pub(crate) fn fetch_into(
                     }
                 }
                 Item::Url(digest, url) => writer.put_file_url(&digest, &url)?,
+                Item::Log(level, message) => emit(SyncEvent::StageLog {
+                    source: name.to_owned(),
+                    stage: format!("source {name}"),
+                    level: level.to_owned(),
+                    message,
+                }),
                 Item::Warning(message) => {
                     emit(SyncEvent::Warning {
                         source: Some(name.to_owned()),
@@ -691,6 +698,7 @@ enum Item {
     Update(Box<crate::model::Update>, Vec<u8>),
     Url(String, String),
     Warning(String),
+    Log(&'static str, String),
 }
 
 /// Counts a kept entry as new, revised, expired or unchanged.

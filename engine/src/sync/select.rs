@@ -15,6 +15,26 @@ use crate::store::{ItemVerdict, SyncWriter};
 use crate::sync::SourceReport;
 
 const BATCH: usize = 2048;
+
+/// Hands what the stages logged to the sync log (and their warnings to the report).
+fn log_stage_messages(
+    chain: &mut FilterChain,
+    source: &str,
+    warnings: &mut Vec<String>,
+    emit: &mut dyn FnMut(SyncEvent),
+) {
+    for (stage, m) in chain.take_messages() {
+        if m.warning {
+            warnings.push(format!("{stage}: {}", m.message));
+        }
+        emit(SyncEvent::StageLog {
+            source: source.to_owned(),
+            stage,
+            level: m.level.to_owned(),
+            message: m.message,
+        });
+    }
+}
 const MAX_BUNDLE_DEPTH: usize = 16;
 
 /// Why a candidate stays.
@@ -40,7 +60,8 @@ pub(crate) fn run(
 ) -> Result<Vec<String>> {
     let name = source.name().to_owned();
     let tree = crate::store::load_category_tree(&writer.tx).map_err(|e| writer.err(e))?;
-    let mut warnings = chain.prepare(&tree);
+    let mut warnings = chain.prepare(&tree)?;
+    log_stage_messages(chain, &name, &mut warnings, emit);
     let mut unresolved: Vec<(UpdateId, UpdateId)> = Vec::new();
 
     // Leaves of bundles kept while fetching that neither this sync nor the store has.
@@ -108,7 +129,9 @@ pub(crate) fn run(
             .collect();
         for chunk in decided.chunks(BATCH) {
             let views: Vec<UpdateView> = chunk.iter().map(|i| candidates[*i].clone()).collect();
-            for (k, (stage, d)) in chain.evaluate(&tree, &views).into_iter().enumerate() {
+            let verdicts = chain.evaluate(&tree, &views);
+            log_stage_messages(chain, &name, &mut warnings, emit);
+            for (k, (stage, d)) in verdicts?.into_iter().enumerate() {
                 decisions[chunk[k]] = Some((stage, d.verdict, d.reason));
             }
         }
