@@ -8,12 +8,10 @@
 
 mod common;
 
-use std::io::BufReader;
 use std::path::Path;
 use std::time::Instant;
 
-use patchsync::filter::{UpdateFilter, UpdateView};
-use patchsync::source::RecordReader;
+use patchsync::filter::UpdateFilter;
 use patchsync::{Config, Engine, SyncOptions};
 
 /// 25 rules of the kinds admins write; the last ones match often, most rarely.
@@ -146,13 +144,7 @@ fn child(mode: &str, dir: &Path, cab: &Path) {
     };
     match mode {
         "plain" | "rules" => {
-            let store = format!("{mode}.db");
-            let _ = std::fs::remove_file(dir.join(&store));
-            let r = Engine::open(config(dir, cab, &store, mode == "rules"))
-                .unwrap()
-                .sync(options, &mut |_| {})
-                .expect("sync");
-            eprintln!("{mode}: {} stored, {} excluded", r.new, r.excluded);
+            common::fresh_sync(mode, dir, |store| config(dir, cab, store, mode == "rules"))
         }
         "plan" => {
             let p = Engine::open(config(dir, cab, "plain.db", true))
@@ -179,14 +171,7 @@ fn child(mode: &str, dir: &Path, cab: &Path) {
             let tree = patchsync::store::load_category_tree(&c).unwrap();
             let mut set = set;
             set.prepare(&tree).expect("prepare");
-            let mut cabinet = cab::Cabinet::new(std::fs::File::open(cab).unwrap()).unwrap();
-            let mut records =
-                RecordReader::new(BufReader::new(cabinet.read_file("metadata.txt").unwrap()));
-            let mut views = Vec::new();
-            while let Some(r) = records.next_record().unwrap() {
-                let u = patchsync::xml::parse_update(&r.xml).unwrap();
-                views.push(UpdateView::of(&u, "gen"));
-            }
+            let views = common::views(cab, usize::MAX);
             let t = Instant::now();
             let mut out = Vec::with_capacity(views.len());
             set.evaluate(&tree, &views, &mut out).expect("evaluate");
@@ -207,11 +192,6 @@ fn child(mode: &str, dir: &Path, cab: &Path) {
     println!("{} {}", t.elapsed().as_secs_f64(), common::peak_rss_kb());
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn main() {
     match common::role() {
         common::Role::Child(mode, p) => return child(&mode, &p[0], &p[1]),
@@ -222,33 +202,14 @@ fn main() {
     let (root, cab, _) = common::catalogs(n);
     let dir = common::fresh_dir(&root, &format!("rules-{n}"));
     std::fs::write(dir.join("bench-rules.toml"), RULES).unwrap();
-    let rounds: usize = std::env::var("PATCHSYNC_BENCH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
-    let (mut plain, mut ruled) = (Vec::new(), Vec::new());
-    for round in 0..rounds {
-        // Alternate which goes first: this machine's run-to-run noise is ±15 %.
-        let order = if round % 2 == 0 {
-            ["plain", "rules"]
-        } else {
-            ["rules", "plain"]
-        };
-        for mode in order {
-            let (s, _) = common::run_child(mode, &[&dir, &cab]);
-            if mode == "plain" {
-                plain.push(s)
-            } else {
-                ruled.push(s)
-            }
-        }
-    }
+    let (plain, ruled) = common::alternating("plain", "rules", 3, &[&dir, &cab]);
+    let rounds = plain.len();
     let (eval_ns, _) = common::run_child("eval", &[&dir, &cab]);
     // Every "plain" run leaves plain.db synced without rules: add them, plan, apply.
     let (plan_s, plan_rss) = common::run_child("plan", &[&dir, &cab]);
     let (apply_s, apply_rss) = common::run_child("apply", &[&dir, &cab]);
 
-    let (p, r) = (median(plain.clone()), median(ruled.clone()));
+    let (p, r) = (common::median(plain.clone()), common::median(ruled.clone()));
     let lines = [
         format!(
             "{n} updates, 25 rules (8 regexes and globs on titles, KB / CVE / bulletin lists, dates, sizes, severities, categories); {rounds} alternating rounds"

@@ -5,6 +5,8 @@
 //! `cargo bench -p patchsync --bench sources` (offline size: `PATCHSYNC_BENCH_OFFLINE`,
 //! default 200000 update revisions).
 
+mod common;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -48,11 +50,6 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
-
 fn hp(zip: &Path) {
     // Floor: inflate the 15.7 MB document and walk every XML event, nothing else.
     let mut raw = Vec::new();
@@ -90,11 +87,11 @@ fn hp(zip: &Path) {
     }
     println!(
         "hp: raw inflate + XML walk {:.3} s; full sync {:.3} s (median of 5; min {:.3}, max {:.3}); unchanged re-sync {:.1} ms (median of 20)",
-        median(raw),
-        median(full.clone()),
+        common::median(raw),
+        common::median(full.clone()),
         full.iter().cloned().fold(f64::MAX, f64::min),
         full.iter().cloned().fold(0.0, f64::max),
-        median(unchanged) * 1000.0
+        common::median(unchanged) * 1000.0
     );
 }
 
@@ -164,16 +161,16 @@ fn offline(n: usize) {
             cpu.entry(kind).or_default().push(c);
         }
     }
-    let export_t = median(times["wsus-export"].clone());
-    let scan_t = median(times["wsusscn2"].clone());
+    let export_t = common::median(times["wsus-export"].clone());
+    let scan_t = common::median(times["wsusscn2"].clone());
     println!(
         "median full sync: wsus-export {export_t:.2} s ({:.1} µs/update), wsusscn2 {scan_t:.2} s ({:.1} µs/update); wsusscn2 / wsus-export = {:.2}",
         export_t * 1e6 / n as f64,
         scan_t * 1e6 / n as f64,
         scan_t / export_t
     );
-    let export_c = median(cpu["wsus-export"].clone());
-    let scan_c = median(cpu["wsusscn2"].clone());
+    let export_c = common::median(cpu["wsus-export"].clone());
+    let scan_c = common::median(cpu["wsusscn2"].clone());
     println!(
         "median CPU (user + system, both threads): wsus-export {export_c:.1} s, wsusscn2 {scan_c:.1} s; wsusscn2 / wsus-export = {:.2}",
         scan_c / export_c

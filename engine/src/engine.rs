@@ -16,6 +16,7 @@ use crate::package::{
 };
 use crate::source::CatalogSource;
 use crate::store::{CategoryRow, HistoryRow, ShowUpdate, Store, UpdateQuery, UpdateRow};
+use crate::sync::PluginRecord;
 use crate::sync::{
     PlannedChange, SourceContext, SourceOutcome, SourceReport, SyncOptions, SyncReport, sync_source,
 };
@@ -380,12 +381,38 @@ impl Engine {
         }
         let mut chain = FilterChain::new(stages);
         chain.pinned = self.store.pinned()?;
-        chain.needs_details = !f.rule_sets.is_empty() || !f.plugins.is_empty();
+        chain.needs_details = !f.rule_sets.is_empty();
         chain.needs_supersedence = f.rule_sets.iter().any(|s| s.uses_supersedence());
         if chain.needs_supersedence {
             chain.superseded = self.store.superseded_ids()?;
         }
         Ok(chain)
+    }
+
+    /// The plugins a run uses, for its record: code digest and config hash of each filter
+    /// plugin, and of each plugin source among `sources`.
+    fn plugin_records(&self, sources: &[(String, Box<dyn CatalogSource>)]) -> Vec<PluginRecord> {
+        let record = |u: &crate::plugin::PluginUse| PluginRecord {
+            name: u.manifest.name.clone(),
+            version: u.manifest.version.clone(),
+            kind: match u.manifest.kind {
+                crate::plugin::PluginKind::Filter => "filter",
+                crate::plugin::PluginKind::Source => "source",
+            }
+            .into(),
+            native: matches!(u.manifest.code, crate::plugin::Code::Native(_)),
+            sha256: u.manifest.sha256.clone(),
+            config_hash: u.config_hash(),
+        };
+        let mut out: Vec<PluginRecord> = self.config.filter.plugins.iter().map(record).collect();
+        for s in &self.config.sources {
+            if let Some((u, _)) = &s.plugin
+                && sources.iter().any(|(_, src)| src.name() == s.name)
+            {
+                out.push(record(u));
+            }
+        }
+        out
     }
 
     /// Syncs `sources` in order as one run: one catalog version, one history row.
@@ -439,13 +466,25 @@ impl Engine {
                 message,
             });
         }
-        let mut chain = self.chain()?;
+        report.plugins = self.plugin_records(sources);
+        let mut first_error: Option<Error> = None;
+        // A plugin that cannot start (a rejected config, a wrong digest) fails the run
+        // before any source is touched, and the history records why.
+        let mut chain = match self.chain() {
+            Ok(c) => c,
+            Err(e) => {
+                first_error = Some(e);
+                FilterChain::new(Vec::new())
+            }
+        };
         let configured_stages = chain.stages.len();
         chain.stages.append(&mut self.extra_filters);
         chain.pinned.extend(also_pinned);
-        let mut first_error: Option<Error> = None;
         let version = previous_version + 1;
         for (kind, source) in sources.iter_mut() {
+            if first_error.is_some() && report.sources.is_empty() {
+                break;
+            }
             if self.cancel.load(std::sync::atomic::Ordering::Relaxed) {
                 first_error.get_or_insert(Error::Cancelled);
                 break;

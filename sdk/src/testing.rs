@@ -26,6 +26,7 @@ pub fn ok(body: impl Into<Vec<u8>>) -> Response {
     }
 }
 
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
 pub(crate) fn respond(
     method: &str,
     url: &str,

@@ -176,6 +176,14 @@ fn severity_filter_keeps_what_its_config_says_on_hps_real_catalog() {
         e["recorded"]["reason"], "Updates severity Low is below the minimum Important",
         "{e}"
     );
+    // The run records the plugin's digest and config hash.
+    let record: String = site.sql("SELECT report FROM sync_runs ORDER BY id DESC LIMIT 1");
+    let record: serde_json::Value = serde_json::from_str(&record).unwrap();
+    assert_eq!(record["plugins"][0]["name"], "severity-filter");
+    assert_eq!(
+        record["plugins"][0]["sha256"],
+        sha256_file(&wasm("severity-filter"))
+    );
     // The compiled component was cached beside the store.
     let cached = std::fs::read_dir(site.path("data/plugin-cache"))
         .unwrap()
@@ -325,6 +333,16 @@ fn a_wrong_answer_a_rejected_config_a_wrong_version_and_a_wrong_digest_are_named
             && err.contains("rejected its config: mode = \"reject\""),
         "{err}"
     );
+    let (status, code): (String, i64) = {
+        let c = rusqlite::Connection::open(site.db()).unwrap();
+        c.query_row(
+            "SELECT status, error_code FROM sync_runs ORDER BY id DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap()
+    };
+    assert_eq!((status.as_str(), code), ("failed", 10));
 
     // A manifest claiming another contract version fails at config load, with its line.
     let site = fixture_site(&["Widget 1"], "");
@@ -456,6 +474,13 @@ fn a_source_plugin_syncs_a_vendor_feed_over_http_and_a_deferral_filter_holds_you
     assert_eq!(url, "https://dl.contoso.com/CW-003.msi");
     let vendor: String = site.sql("SELECT title FROM categories WHERE kind = 'Company'");
     assert_eq!(vendor, "Contoso");
+    // The plugin's log line and its progress reach the sync log.
+    let log = std::fs::read_to_string(site.path("data/sync.log")).unwrap();
+    assert!(
+        log.contains("source contoso [info] (contoso): progress: 8 of 8"),
+        "{log}"
+    );
+    assert!(log.contains(": 4 updates from Contoso"), "{log}");
 
     // Deferral: 14 days, Critical security updates fast-tracked.
     let m = manifest(
@@ -541,6 +566,42 @@ fn a_native_plugin_filters_and_its_panics_become_errors() {
     assert!(
         err.contains("plugin 'not-a-plugin'")
             && err.contains("does not export patchsync_plugin_abi"),
+        "{err}"
+    );
+}
+
+/// `patchsync plugin check` on a severity-filter manifest with this `minimum`.
+fn check(site: &Site, name: &str, minimum: &str) -> std::process::Output {
+    let m = manifest(
+        site,
+        name,
+        "filter",
+        &wasm("severity-filter"),
+        &format!("[config]\nminimum = {minimum:?}\n"),
+    );
+    crate::common::bin()
+        .args(["plugin", "check", "--json"])
+        .arg(&m)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn plugin_check_loads_a_plugin_without_a_site() {
+    let site = Site::new();
+    let out = check(&site, "severity-filter", "Important");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["name"], "severity-filter");
+    assert_eq!(r["kind"], "filter");
+    assert_eq!(r["wit"], "0.1.0");
+    // The same plugin with a config it rejects: the plugin's own message, by name.
+    let out = check(&site, "severity-bad", "Severe");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("plugin 'severity-bad' (init): rejected its config: 'minimum': 'Severe' is not an MSRC severity"),
         "{err}"
     );
 }

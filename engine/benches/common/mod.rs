@@ -109,3 +109,64 @@ pub fn fresh_dir(root: &Path, name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// The middle value.
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Runs children `a` and `b` for `PATCHSYNC_BENCH_ROUNDS` rounds (default `default`),
+/// alternating which goes first (this machine's run-to-run noise is ±15 %); their times.
+pub fn alternating(a: &str, b: &str, default: usize, args: &[&Path]) -> (Vec<f64>, Vec<f64>) {
+    let rounds: usize = std::env::var("PATCHSYNC_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default);
+    let (mut ta, mut tb) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let order = if round % 2 == 0 { [a, b] } else { [b, a] };
+        for mode in order {
+            let (s, _) = run_child(mode, args);
+            if mode == a { ta.push(s) } else { tb.push(s) }
+        }
+    }
+    (ta, tb)
+}
+
+/// What the filter stages see of the first `limit` software and driver updates of a
+/// generated catalog (`metadata.txt` of its CAB).
+pub fn views(cab: &Path, limit: usize) -> Vec<patchsync::filter::UpdateView> {
+    use patchsync::model::UpdateType;
+    let mut cabinet = cab::Cabinet::new(std::fs::File::open(cab).unwrap()).unwrap();
+    let mut records = patchsync::source::RecordReader::new(std::io::BufReader::new(
+        cabinet.read_file("metadata.txt").unwrap(),
+    ));
+    let mut out = Vec::new();
+    while let Some(r) = records.next_record().unwrap() {
+        let u = patchsync::xml::parse_update(&r.xml).unwrap();
+        if matches!(u.update_type, UpdateType::Software | UpdateType::Driver) {
+            out.push(patchsync::filter::UpdateView::of(&u, "gen"));
+            if out.len() == limit {
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// A full sync into a new store `dir/MODE.db` with the config `config(store)` makes; prints
+/// what it stored and excluded.
+pub fn fresh_sync(mode: &str, dir: &Path, config: impl Fn(&str) -> patchsync::Config) {
+    let store = format!("{mode}.db");
+    let _ = std::fs::remove_file(dir.join(&store));
+    let options = patchsync::SyncOptions {
+        allow_mass_removal: true,
+        ..Default::default()
+    };
+    let r = patchsync::Engine::open(config(&store))
+        .unwrap()
+        .sync(options, &mut |_| {})
+        .expect("sync");
+    eprintln!("{mode}: {} stored, {} excluded", r.new, r.excluded);
+}

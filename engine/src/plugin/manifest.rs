@@ -336,7 +336,9 @@ pub struct PluginUse {
 }
 
 impl PluginUse {
-    pub(crate) fn new(
+    /// `manifest` with `overrides` on top of its `[config]`, and a failure policy (default:
+    /// the manifest's).
+    pub fn new(
         manifest: Manifest,
         overrides: Option<&toml::Table>,
         on_failure: Option<OnFailure>,

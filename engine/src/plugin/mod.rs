@@ -172,12 +172,54 @@ pub(crate) fn source_pre(
 
 /// The filter stage a `[[plugin]]` entry describes: a WebAssembly or a native plugin,
 /// started (instantiated, `init` called with its config) for one sync.
-pub(crate) fn start_filter(
+pub fn start_filter(
     u: &PluginUse,
     cache: Option<&std::path::Path>,
 ) -> Result<Box<dyn crate::filter::UpdateFilter>> {
     Ok(match &u.manifest.code {
         Code::Wasm(_) => Box::new(WasmFilter::start(u.clone(), filter_pre(u, cache)?)?),
         Code::Native(_) => Box::new(NativeFilter::load(u.clone())?),
+    })
+}
+
+/// What `patchsync plugin check` found.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CheckReport {
+    pub name: String,
+    pub version: String,
+    pub kind: String,
+    pub wit: String,
+    pub native: bool,
+    pub sha256: String,
+    /// Time to load (compile, for a WebAssembly component), instantiate and `init` it.
+    pub load_ms: u64,
+}
+
+/// Loads a plugin as a sync would (digest, contract version, compile, instantiate, `init`
+/// with the manifest's config), without a site: what a plugin author runs first.
+pub fn check(manifest: &std::path::Path) -> Result<CheckReport> {
+    let m = Manifest::load(manifest)?;
+    let started = std::time::Instant::now();
+    let u = PluginUse::new(m.clone(), None, Some(OnFailure::Abort));
+    match m.kind {
+        PluginKind::Filter => {
+            start_filter(&u, None)?;
+        }
+        PluginKind::Source => {
+            let mut s = WasmSource::new("check", u, None);
+            s.start()?;
+        }
+    }
+    Ok(CheckReport {
+        name: m.name.clone(),
+        version: m.version.clone(),
+        kind: match m.kind {
+            PluginKind::Filter => "filter".into(),
+            PluginKind::Source => "source".into(),
+        },
+        wit: m.wit.clone(),
+        native: matches!(m.code, Code::Native(_)),
+        sha256: m.sha256.clone(),
+        load_ms: started.elapsed().as_millis() as u64,
     })
 }

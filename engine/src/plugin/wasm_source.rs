@@ -62,6 +62,16 @@ impl WasmSource {
         if let Some(live) = self.live.as_mut() {
             let (lines, stderr) = live.store.data_mut().drain();
             self.stderr = stderr;
+            if let Some((done, total)) = live.store.data_mut().progress.take() {
+                self.pending_log.push((
+                    "info",
+                    if total > 0 {
+                        format!("progress: {done} of {total}")
+                    } else {
+                        format!("progress: {done}")
+                    },
+                ));
+            }
             for (level, m) in lines {
                 let level = match level {
                     types::Level::Trace => "trace",
@@ -75,7 +85,7 @@ impl WasmSource {
         }
     }
 
-    fn start(&mut self) -> Result<()> {
+    pub(crate) fn start(&mut self) -> Result<()> {
         if self.live.is_some() {
             return Ok(());
         }

@@ -32,6 +32,8 @@ pub(crate) struct StreamDecider<'a> {
     tentative: Vec<(UpdateId, Vec<UpdateId>)>,
     /// Rewrite rows whose revision is already stored (the language selection changed).
     pub(crate) rewrite_same_revision: bool,
+    /// Decisions made for a whole batch at once (stages that want batches), by update.
+    predecided: HashMap<UpdateId, (String, crate::filter::Decision)>,
 }
 
 impl<'a> StreamDecider<'a> {
@@ -49,6 +51,43 @@ impl<'a> StreamDecider<'a> {
             dirty: true,
             kept_children: HashMap::new(),
             tentative: Vec::new(),
+            predecided: HashMap::new(),
+        }
+    }
+
+    /// Whether a stage wants batches: then [`decide`](Self::decide) evaluates the batch
+    /// being applied in one call.
+    pub(crate) fn batched(&self) -> bool {
+        self.chain.batched_only()
+    }
+
+    /// Decides, in one call, every update of `lookahead` whose categories are all known,
+    /// and empties it.
+    fn decide_lookahead(&mut self, lookahead: &std::cell::RefCell<Vec<UpdateView>>) {
+        let views: Vec<UpdateView> = std::mem::take(&mut *lookahead.borrow_mut())
+            .into_iter()
+            .filter(|v| {
+                !v.categories.is_empty() && v.categories.iter().all(|c| self.tree.knows_lineage(c))
+            })
+            .map(|mut v| {
+                v.superseded = self.chain.superseded.contains(&v.id);
+                v
+            })
+            .collect();
+        if views.is_empty() {
+            return;
+        }
+        if self.dirty {
+            if self.chain.prepare(&self.tree).is_err() {
+                return;
+            }
+            self.dirty = false;
+        }
+        // A stage that fails here fails again, with its error, in the selection stage.
+        if let Ok(decisions) = self.chain.evaluate(&self.tree, &views) {
+            for (v, d) in views.iter().zip(decisions) {
+                self.predecided.insert(v.id, d);
+            }
         }
     }
 
@@ -68,13 +107,23 @@ impl<'a> StreamDecider<'a> {
         }
     }
 
-    pub(crate) fn decide(&mut self, u: &Update) -> Early {
+    pub(crate) fn decide(
+        &mut self,
+        u: &Update,
+        lookahead: &std::cell::RefCell<Vec<UpdateView>>,
+    ) -> Early {
         if u.categories.is_empty() && !self.chain.is_pinned(&u.identity.id) {
             self.tentative.push((u.identity.id, u.bundled().collect()));
             return Early::Tentative;
         }
-        if self.chain.batched_only() && !self.chain.is_pinned(&u.identity.id) {
-            return Early::Pending;
+        if self.chain.batched_only() {
+            if !self.predecided.contains_key(&u.identity.id) {
+                self.decide_lookahead(lookahead);
+            }
+            let Some((stage, d)) = self.predecided.remove(&u.identity.id) else {
+                return Early::Pending;
+            };
+            return self.early(u, stage, d);
         }
         if !self.chain.is_pinned(&u.identity.id)
             && !u.categories.iter().all(|c| self.tree.knows_lineage(c))
@@ -99,6 +148,10 @@ impl<'a> StreamDecider<'a> {
         else {
             return Early::Pending;
         };
+        self.early(u, stage, d)
+    }
+
+    fn early(&mut self, u: &Update, stage: String, d: crate::filter::Decision) -> Early {
         match d.verdict {
             Verdict::Include | Verdict::Pin => {
                 self.kept_children

@@ -15,7 +15,7 @@ use rusqlite::TransactionBehavior;
 pub(crate) use import::import_update;
 pub use import::{ImportReport, ImportTarget, PinnedUpdate};
 pub use plan::PlannedChange;
-pub use report::{PhaseTimes, ReadCounts, SourceOutcome, SourceReport, SyncReport};
+pub use report::{PhaseTimes, PluginRecord, ReadCounts, SourceOutcome, SourceReport, SyncReport};
 pub(crate) use supersede::apply as apply_supersedence;
 
 use crate::error::{Error, Result};
@@ -458,6 +458,10 @@ pub(crate) fn fetch_into(
                     format!("cannot start the reader thread: {e}"),
                 )
             })?;
+        // The updates of the batch being applied, so a stage that wants batches (a plugin)
+        // decides them with one call rather than leaving them to the selection stage.
+        let lookahead: std::cell::RefCell<Vec<crate::filter::UpdateView>> = Default::default();
+        let batched = decider.as_ref().is_some_and(|(d, _)| d.batched());
         let mut apply = |item: Item| -> Result<()> {
             writer.check_cancel()?;
             match item {
@@ -544,7 +548,7 @@ pub(crate) fn fetch_into(
                                 }
                                 decide::Early::Keep("catalog".into(), None, false)
                             }
-                            Some((d, _)) => d.decide(&update),
+                            Some((d, _)) => d.decide(&update, &lookahead),
                             None => decide::Early::Pending,
                         };
                         let decided = match early {
@@ -633,6 +637,17 @@ pub(crate) fn fetch_into(
         };
         let mut failed = None;
         'receive: for batch in received.iter() {
+            if batched {
+                *lookahead.borrow_mut() = batch
+                    .iter()
+                    .filter_map(|i| match i {
+                        Item::Update(u, _) if !u.update_type.is_always_synced() => {
+                            Some(crate::filter::UpdateView::of(u, name))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+            }
             for item in batch {
                 if let Err(e) = apply(item) {
                     failed = Some(e);

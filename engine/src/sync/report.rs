@@ -127,6 +127,23 @@ pub struct SyncReport {
     /// Revision records read from all sources, by kind.
     pub read: ReadCounts,
     pub sources: Vec<SourceReport>,
+    /// The plugins this sync ran, with the digest of their code and the hash of their
+    /// config: the audit trail of who decided what.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plugins: Vec<PluginRecord>,
+}
+
+/// A plugin as one sync used it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PluginRecord {
+    pub name: String,
+    pub version: String,
+    /// `filter` or `source`.
+    pub kind: String,
+    /// A native library rather than a WebAssembly component.
+    pub native: bool,
+    pub sha256: String,
+    pub config_hash: String,
 }
 
 impl SyncReport {

@@ -60,6 +60,33 @@ pub fn run(cli: Cli) -> Result<()> {
             url,
             token,
         } => crate::trigger::trigger(&cli.config, full, wait, url, token),
+        Command::Plugin {
+            command: crate::PluginCommand::Check { manifest, json },
+        } => {
+            let r = patchsync::plugin::check(&manifest)?;
+            if json {
+                out!(
+                    "{}",
+                    serde_json::to_string_pretty(&r).expect("report serializes")
+                );
+            } else {
+                out!(
+                    "{}: {} {} {} plugin, patchsync:plugin@{}, sha256 {}: loaded and initialised in {} ms: OK",
+                    manifest.display(),
+                    r.name,
+                    r.version,
+                    if r.native {
+                        format!("native {}", r.kind)
+                    } else {
+                        r.kind.clone()
+                    },
+                    r.wit,
+                    r.sha256,
+                    r.load_ms
+                );
+            }
+            Ok(())
+        }
         Command::Rules {
             command: crate::RulesCommand::Check { file },
         } => {

@@ -104,6 +104,11 @@ pub enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// Plugins (WebAssembly components and native libraries).
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
     /// List categories (companies, product families, products, classifications).
     Categories {
         #[arg(long, value_enum)]
@@ -246,6 +251,17 @@ pub enum Command {
 pub enum RulesCommand {
     /// Check a rule file alone: every rule compiled, every mistake named with its line.
     Check { file: PathBuf },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PluginCommand {
+    /// Load a plugin from its manifest as a sync would: digest, contract version, compile,
+    /// instantiate, init with its config.
+    Check {
+        manifest: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
