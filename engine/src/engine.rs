@@ -381,8 +381,11 @@ impl Engine {
         }
         let mut chain = FilterChain::new(stages);
         chain.pinned = self.store.pinned()?;
-        chain.needs_details = !f.rule_sets.is_empty();
-        chain.needs_supersedence = f.rule_sets.iter().any(|s| s.uses_supersedence());
+        let plugin_fields = f.plugins.iter().map(|p| p.manifest.fields);
+        chain.needs_details =
+            !f.rule_sets.is_empty() || plugin_fields.clone().any(|x| x.needs_details());
+        chain.needs_supersedence = f.rule_sets.iter().any(|s| s.uses_supersedence())
+            || plugin_fields.clone().any(|x| x.has("superseded"));
         if chain.needs_supersedence {
             chain.superseded = self.store.superseded_ids()?;
         }

@@ -153,7 +153,7 @@ fn severity_filter_keeps_what_its_config_says_on_hps_real_catalog() {
         "severity-filter",
         "filter",
         &wasm("severity-filter"),
-        "[config]\nminimum = \"Important\"\n",
+        "fields = [\"categories\", \"msrc_severity\"]\n[config]\nminimum = \"Important\"\n",
     );
     append(
         &site,

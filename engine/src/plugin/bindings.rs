@@ -126,8 +126,15 @@ pub(crate) fn category_table(
     (list, index)
 }
 
-/// What the contract hands over of one update.
-pub(crate) fn update_record(u: &UpdateView, index: &HashMap<UpdateId, u32>) -> types::Update {
+/// What the contract hands over of one update: the fields the plugin reads, the others
+/// empty.
+pub(crate) fn update_record(
+    u: &UpdateView,
+    index: &HashMap<UpdateId, u32>,
+    fields: crate::plugin::Fields,
+) -> types::Update {
+    let f = |name: &str| fields.has(name);
+    let list = |name: &str, v: &Vec<String>| if f(name) { v.clone() } else { Vec::new() };
     types::Update {
         id: u.id.to_string(),
         revision: u.revision,
@@ -137,22 +144,29 @@ pub(crate) fn update_record(u: &UpdateView, index: &HashMap<UpdateId, u32>) -> t
             UpdateType::Category => types::UpdateType::Category,
             UpdateType::Detectoid => types::UpdateType::Detectoid,
         },
-        title: u.title.clone(),
-        categories: u
-            .categories
-            .iter()
-            .filter_map(|c| index.get(c).copied())
-            .collect(),
-        msrc_severity: u.msrc_severity.clone(),
-        kb_articles: u.kb_articles.clone(),
-        cves: u.cves.clone(),
-        bulletins: u.bulletins.clone(),
-        languages: u.languages.clone(),
-        creation_date: u.creation_date.clone(),
-        published: u.published,
-        superseded: u.superseded,
-        is_bundle: u.is_bundle,
-        size: u.size,
-        source: u.source.clone(),
+        title: u.title.clone().filter(|_| f("title")),
+        categories: if f("categories") {
+            u.categories
+                .iter()
+                .filter_map(|c| index.get(c).copied())
+                .collect()
+        } else {
+            Vec::new()
+        },
+        msrc_severity: u.msrc_severity.clone().filter(|_| f("msrc_severity")),
+        kb_articles: list("kb_articles", &u.kb_articles),
+        cves: list("cves", &u.cves),
+        bulletins: list("bulletins", &u.bulletins),
+        languages: list("languages", &u.languages),
+        creation_date: u.creation_date.clone().filter(|_| f("creation_date")),
+        published: u.published && f("published"),
+        superseded: u.superseded && f("superseded"),
+        is_bundle: u.is_bundle && f("is_bundle"),
+        size: u.size.filter(|_| f("size")),
+        source: if f("source") {
+            u.source.clone()
+        } else {
+            String::new()
+        },
     }
 }

@@ -30,6 +30,9 @@ struct RawManifest {
     sha256: Spanned<String>,
     #[serde(default)]
     on_failure: Option<Spanned<String>>,
+    /// The update fields a filter reads (default: all).
+    #[serde(default)]
+    fields: Option<Spanned<Vec<String>>>,
     #[serde(default)]
     limits: Option<RawLimits>,
     #[serde(default)]
@@ -56,6 +59,48 @@ struct RawLimits {
 struct RawPermissions {
     #[serde(default)]
     allowed_hosts: Vec<String>,
+}
+
+/// The update fields a filter reads: only those cross into the plugin (the others arrive
+/// empty), and only those the sync loads from the store for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fields(u16);
+
+impl Fields {
+    /// The optional fields of the contract's `update` record (id, revision and type are
+    /// always sent).
+    pub const NAMES: &'static [&'static str] = &[
+        "title",
+        "categories",
+        "msrc_severity",
+        "kb_articles",
+        "cves",
+        "bulletins",
+        "languages",
+        "creation_date",
+        "published",
+        "superseded",
+        "is_bundle",
+        "size",
+        "source",
+    ];
+    pub const ALL: Fields = Fields((1 << 13) - 1);
+    /// Fields the sync loads from the store only when a stage reads them.
+    const DETAILS: &'static [&'static str] =
+        &["kb_articles", "cves", "bulletins", "languages", "size"];
+
+    fn bit(name: &str) -> Option<u16> {
+        Self::NAMES.iter().position(|n| *n == name).map(|i| 1 << i)
+    }
+
+    pub fn has(self, name: &str) -> bool {
+        Self::bit(name).is_some_and(|b| self.0 & b != 0)
+    }
+
+    /// Whether the sync must load KB, CVE, bulletin, language or size details for it.
+    pub fn needs_details(self) -> bool {
+        Self::DETAILS.iter().any(|n| self.has(n))
+    }
 }
 
 /// What a plugin is.
@@ -131,6 +176,8 @@ pub struct Manifest {
     /// SHA-256 (lowercase hex) the code file must have.
     pub sha256: String,
     pub on_failure: OnFailure,
+    /// The update fields a filter reads.
+    pub fields: Fields,
     pub limits: Limits,
     /// Hosts (`name` or `name:port`) a source may fetch from.
     pub allowed_hosts: Vec<String>,
@@ -232,6 +279,24 @@ impl Manifest {
                 )
             })?,
         };
+        let fields = match &raw.fields {
+            None => Fields::ALL,
+            Some(list) => {
+                let mut bits = 0;
+                for f in list.get_ref() {
+                    bits |= Fields::bit(f.trim()).ok_or_else(|| {
+                        fail(
+                            Some(list.span()),
+                            format!(
+                                "fields: '{f}' is not a field of an update; fields: {}",
+                                Fields::NAMES.join(", ")
+                            ),
+                        )
+                    })?;
+                }
+                Fields(bits)
+            }
+        };
         let mut limits = Limits::default();
         if let Some(l) = &raw.limits {
             let positive = |v: &Option<Spanned<f64>>, key: &str| -> Result<Option<f64>> {
@@ -276,6 +341,7 @@ impl Manifest {
             code,
             sha256,
             on_failure,
+            fields,
             limits,
             allowed_hosts,
             config: raw.config.unwrap_or_default(),
@@ -398,6 +464,17 @@ minimum = "Important"
         assert_eq!(m.limits.call_time, std::time::Duration::from_millis(500));
         assert_eq!(m.on_failure, OnFailure::Abort);
         assert_eq!(m.config["minimum"].as_str(), Some("Important"));
+        assert!(m.fields.has("kb_articles") && m.fields.needs_details());
+        let m = parse(&OK.replace("[limits]", "fields = [\"title\", \"superseded\"]\n[limits]"))
+            .unwrap();
+        assert!(m.fields.has("superseded") && !m.fields.has("cves") && !m.fields.needs_details());
+        let e = parse(&OK.replace("[limits]", "fields = [\"titel\"]\n[limits]"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(":8") && e.contains("'titel' is not a field"),
+            "{e}"
+        );
     }
 
     #[test]

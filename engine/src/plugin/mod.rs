@@ -25,7 +25,9 @@ use std::sync::{Mutex, OnceLock};
 
 use wasmtime::component::{Component, Linker};
 
-pub use manifest::{Code, Limits, Manifest, OnFailure, PluginKind, PluginUse, SUPPORTED_WIT};
+pub use manifest::{
+    Code, Fields, Limits, Manifest, OnFailure, PluginKind, PluginUse, SUPPORTED_WIT,
+};
 pub(crate) use native::NativeFilter;
 pub(crate) use wasm_filter::WasmFilter;
 pub(crate) use wasm_source::WasmSource;

@@ -243,7 +243,7 @@ impl UpdateFilter for NativeFilter {
         }
         let records: Vec<types::Update> = batch
             .iter()
-            .map(|u| update_record(u, &state.index))
+            .map(|u| update_record(u, &state.index, self.plugin.manifest.fields))
             .collect();
         let json = serde_json::to_vec(&records).expect("updates serialize");
         let mut verdicts = vec![255u8; batch.len()];

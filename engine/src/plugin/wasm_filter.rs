@@ -299,7 +299,7 @@ impl UpdateFilter for WasmFilter {
         }
         let wit: Vec<types::Update> = batch
             .iter()
-            .map(|u| update_record(u, &inner.index))
+            .map(|u| update_record(u, &inner.index, self.plugin.manifest.fields))
             .collect();
         match self.call(&mut inner, &wit)? {
             Ok(verdicts) => {
