@@ -35,6 +35,19 @@ use types::{Level, Response};
 
 impl types::Host for HostState {}
 
+impl Level {
+    /// The word the sync log shows.
+    pub(crate) fn word(self) -> &'static str {
+        match self {
+            Level::Trace => "trace",
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        }
+    }
+}
+
 impl filter_world::patchsync::plugin::log::Host for HostState {
     fn log(&mut self, level: Level, message: String) {
         // A runaway logger cannot fill memory: keep the first 10,000 lines between drains.

@@ -116,32 +116,64 @@ fn link_error(m: &Manifest, e: wasmtime::Error) -> Error {
     )
 }
 
+/// A linker for `u`'s component with WASI (no capabilities) and the world's imports that
+/// `add_world` adds, and the component, checked.
+fn link(
+    u: &PluginUse,
+    cache: Option<&std::path::Path>,
+    add_world: fn(&mut Linker<HostState>) -> wasmtime::Result<()>,
+) -> Result<wasmtime::component::InstancePre<HostState>> {
+    let c = component(u, cache)?;
+    let mut linker: Linker<HostState> = Linker::new(runtime::engine()?);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+        .and_then(|()| add_world(&mut linker))
+        .and_then(|()| linker.instantiate_pre(&c))
+        .map_err(|e| link_error(&u.manifest, e))
+}
+
+/// The pre-instantiated plugin of `u` for one world, made at most once per process (and
+/// cache directory): `get` finds it in the table, `make` builds it.
+fn prepared_or<P: Clone>(
+    key: String,
+    get: impl Fn(&Prepared) -> Option<P>,
+    make: impl FnOnce() -> Result<(P, Prepared)>,
+) -> Result<P> {
+    if let Some(p) = prepared()
+        .lock()
+        .expect("plugin table")
+        .get(&key)
+        .and_then(&get)
+    {
+        return Ok(p);
+    }
+    let (p, entry) = make()?;
+    prepared().lock().expect("plugin table").insert(key, entry);
+    Ok(p)
+}
+
 /// The pre-instantiated filter of `u` (compiled at most once per process).
 pub(crate) fn filter_pre(
     u: &PluginUse,
     cache: Option<&std::path::Path>,
 ) -> Result<FilterPluginPre<HostState>> {
     let key = format!("filter:{}:{:?}", u.manifest.sha256, cache);
-    if let Some(Prepared::Filter(p)) = prepared().lock().expect("plugin table").get(&key) {
-        return Ok(p.clone());
-    }
-    let c = component(u, cache)?;
-    let mut linker: Linker<HostState> = Linker::new(runtime::engine()?);
-    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| link_error(&u.manifest, e))?;
-    bindings::filter_world::FilterPlugin::add_to_linker::<
-        HostState,
-        wasmtime::component::HasSelf<HostState>,
-    >(&mut linker, |s| s)
-    .map_err(|e| link_error(&u.manifest, e))?;
-    let pre = linker
-        .instantiate_pre(&c)
-        .and_then(FilterPluginPre::new)
-        .map_err(|e| link_error(&u.manifest, e))?;
-    prepared()
-        .lock()
-        .expect("plugin table")
-        .insert(key, Prepared::Filter(pre.clone()));
-    Ok(pre)
+    prepared_or(
+        key,
+        |p| match p {
+            Prepared::Filter(f) => Some(f.clone()),
+            Prepared::Source(_) => None,
+        },
+        || {
+            let pre = link(u, cache, |l| {
+                bindings::filter_world::FilterPlugin::add_to_linker::<
+                    HostState,
+                    wasmtime::component::HasSelf<HostState>,
+                >(l, |s| s)
+            })
+            .and_then(|p| FilterPluginPre::new(p).map_err(|e| link_error(&u.manifest, e)))?;
+            Ok((pre.clone(), Prepared::Filter(pre)))
+        },
+    )
 }
 
 /// The pre-instantiated source of `u` (compiled at most once per process).
@@ -150,26 +182,23 @@ pub(crate) fn source_pre(
     cache: Option<&std::path::Path>,
 ) -> Result<SourcePluginPre<HostState>> {
     let key = format!("source:{}:{:?}", u.manifest.sha256, cache);
-    if let Some(Prepared::Source(p)) = prepared().lock().expect("plugin table").get(&key) {
-        return Ok(p.clone());
-    }
-    let c = component(u, cache)?;
-    let mut linker: Linker<HostState> = Linker::new(runtime::engine()?);
-    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| link_error(&u.manifest, e))?;
-    bindings::source_world::SourcePlugin::add_to_linker::<
-        HostState,
-        wasmtime::component::HasSelf<HostState>,
-    >(&mut linker, |s| s)
-    .map_err(|e| link_error(&u.manifest, e))?;
-    let pre = linker
-        .instantiate_pre(&c)
-        .and_then(SourcePluginPre::new)
-        .map_err(|e| link_error(&u.manifest, e))?;
-    prepared()
-        .lock()
-        .expect("plugin table")
-        .insert(key, Prepared::Source(pre.clone()));
-    Ok(pre)
+    prepared_or(
+        key,
+        |p| match p {
+            Prepared::Source(s) => Some(s.clone()),
+            Prepared::Filter(_) => None,
+        },
+        || {
+            let pre = link(u, cache, |l| {
+                bindings::source_world::SourcePlugin::add_to_linker::<
+                    HostState,
+                    wasmtime::component::HasSelf<HostState>,
+                >(l, |s| s)
+            })
+            .and_then(|p| SourcePluginPre::new(p).map_err(|e| link_error(&u.manifest, e)))?;
+            Ok((pre.clone(), Prepared::Source(pre)))
+        },
+    )
 }
 
 /// The filter stage a `[[plugin]]` entry describes: a WebAssembly or a native plugin,

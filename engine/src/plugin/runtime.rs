@@ -213,19 +213,13 @@ pub(crate) fn arm(store: &mut Store<HostState>, limit: Duration) {
 /// Turns a failed call into words: the deadline, the memory cap, or the trap itself.
 pub(crate) fn describe(m: &Manifest, e: &wasmtime::Error) -> String {
     let text = format!("{e:#}");
-    if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
-        match trap {
-            wasmtime::Trap::Interrupt => {
-                return format!(
-                    "did not return within its limit of {:.1} s (limits.call_seconds in {}); \
-                     the call was stopped",
-                    m.limits.call_time.as_secs_f64(),
-                    m.file.display()
-                );
-            }
-            wasmtime::Trap::OutOfFuel => return "ran out of fuel".into(),
-            _ => {}
-        }
+    if let Some(wasmtime::Trap::Interrupt) = e.downcast_ref::<wasmtime::Trap>() {
+        return format!(
+            "did not return within its limit of {:.1} s (limits.call_seconds in {}); \
+             the call was stopped",
+            m.limits.call_time.as_secs_f64(),
+            m.file.display()
+        );
     }
     if text.contains("forcing trap when growing memory")
         || text.contains("memory minimum size")

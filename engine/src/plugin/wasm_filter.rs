@@ -50,16 +50,6 @@ pub(crate) struct WasmFilter {
     inner: Mutex<Inner>,
 }
 
-fn level_word(l: types::Level) -> &'static str {
-    match l {
-        types::Level::Trace => "trace",
-        types::Level::Debug => "debug",
-        types::Level::Info => "info",
-        types::Level::Warn => "warn",
-        types::Level::Error => "error",
-    }
-}
-
 impl WasmFilter {
     /// Instantiates the plugin and hands it its config; a rejected config is an error
     /// naming the plugin and quoting its message.
@@ -101,7 +91,7 @@ impl WasmFilter {
         let (lines, stderr) = store.data_mut().drain();
         for (level, message) in lines {
             inner.messages.push(StageMessage {
-                level: level_word(level),
+                level: level.word(),
                 message,
                 warning: false,
             });

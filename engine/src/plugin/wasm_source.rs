@@ -73,14 +73,7 @@ impl WasmSource {
                 ));
             }
             for (level, m) in lines {
-                let level = match level {
-                    types::Level::Trace => "trace",
-                    types::Level::Debug => "debug",
-                    types::Level::Info => "info",
-                    types::Level::Warn => "warn",
-                    types::Level::Error => "error",
-                };
-                self.pending_log.push((level, m));
+                self.pending_log.push((level.word(), m));
             }
         }
     }
