@@ -31,6 +31,27 @@ struct RawConfig {
     /// Filter plugins, in the order they apply.
     #[serde(default)]
     plugin: Vec<Spanned<RawPlugin>>,
+    /// Child sites that sync from this one (the hierarchy).
+    #[serde(default)]
+    child: Vec<Spanned<RawChild>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChild {
+    /// The child's site name (`[site] name` there).
+    name: Spanned<String>,
+    /// The secret it authenticates with (or `secret_env`, a variable holding it).
+    #[serde(default)]
+    secret: Option<String>,
+    #[serde(default)]
+    secret_env: Option<Spanned<String>>,
+    /// Where its service listens, for sync notifications (e.g. "http://10.0.0.5:8530").
+    #[serde(default)]
+    url: Option<Spanned<String>>,
+    /// PEM certificates to trust for an https `url`.
+    #[serde(default)]
+    tls_ca: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,6 +159,16 @@ struct RawSource {
     /// For `kind = "plugin"`: overrides of the manifest's `[config]`.
     #[serde(default)]
     config: Option<Spanned<toml::Table>>,
+    /// For `kind = "upstream"`: the secret this site authenticates to its parent with, or
+    /// the variable (`secret_env`) that holds it.
+    #[serde(default)]
+    secret: Option<String>,
+    #[serde(default)]
+    secret_env: Option<Spanned<String>>,
+    /// For `kind = "upstream"` over https: PEM certificates to trust for the parent (its
+    /// own self-signed certificate, or a private CA); default: the system's roots.
+    #[serde(default)]
+    tls_ca: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -170,6 +201,8 @@ pub enum SourceKind {
     SdpCatalog,
     /// A WebAssembly source plugin; `path` is its manifest.
     Plugin,
+    /// The parent site, or a WSUS server, over MS-WSUSSS; `path` is its URL.
+    Upstream,
 }
 
 impl SourceKind {
@@ -179,6 +212,7 @@ impl SourceKind {
         "wsusscn2",
         "sdp-catalog",
         "plugin",
+        "upstream",
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -188,6 +222,7 @@ impl SourceKind {
             SourceKind::Wsusscn2 => "wsusscn2",
             SourceKind::SdpCatalog => "sdp-catalog",
             SourceKind::Plugin => "plugin",
+            SourceKind::Upstream => "upstream",
         }
     }
 
@@ -198,13 +233,17 @@ impl SourceKind {
             "wsusscn2" => Some(SourceKind::Wsusscn2),
             "sdp-catalog" => Some(SourceKind::SdpCatalog),
             "plugin" => Some(SourceKind::Plugin),
+            "upstream" => Some(SourceKind::Upstream),
             _ => None,
         }
     }
 
     /// Whether `path` may be an http(s) URL (downloaded, verified, then read).
     pub fn takes_url(self) -> bool {
-        matches!(self, SourceKind::Wsusscn2 | SourceKind::SdpCatalog)
+        matches!(
+            self,
+            SourceKind::Wsusscn2 | SourceKind::SdpCatalog | SourceKind::Upstream
+        )
     }
 }
 
@@ -221,6 +260,31 @@ pub struct SourceConfig {
     pub schedule: Option<crate::schedule::Schedule>,
     /// For `kind = "plugin"`: the plugin, its config, and where its compiled form is cached.
     pub plugin: Option<(crate::plugin::PluginUse, PathBuf)>,
+    /// For `kind = "upstream"`: who this site is to its parent.
+    pub auth: Option<UpstreamAuth>,
+}
+
+/// How a child site authenticates to its parent.
+#[derive(Debug, Clone)]
+pub struct UpstreamAuth {
+    /// This site's name (`[site] name`), the account the parent knows it by.
+    pub site: String,
+    /// The secret shared with the parent (its `[[child]]` entry for this site).
+    pub secret: String,
+    /// Certificates to trust for an https parent (PEM); `None`: the system's roots.
+    pub tls_ca: Option<PathBuf>,
+}
+
+/// A child site (`[[child]]`): who may sync from this site, and where it is told to.
+#[derive(Debug, Clone)]
+pub struct ChildSite {
+    pub name: String,
+    pub secret: String,
+    /// Its service's base URL, for sync notifications; `None`: it is not notified and
+    /// syncs on its own schedule.
+    pub url: Option<String>,
+    /// Certificates to trust for an https `url` (PEM).
+    pub tls_ca: Option<PathBuf>,
 }
 
 /// The validated filter.
@@ -311,6 +375,70 @@ pub struct Config {
     pub supersedence: SupersedencePolicy,
     pub import: ImportPolicy,
     pub service: ServiceConfig,
+    /// Child sites that sync from this one.
+    pub children: Vec<ChildSite>,
+}
+
+impl Config {
+    /// The source that is this site's parent (a child site has exactly one, and no other).
+    pub fn upstream(&self) -> Option<&SourceConfig> {
+        self.sources.iter().find(|s| s.kind == SourceKind::Upstream)
+    }
+}
+
+/// A file the config names, which must exist.
+fn existing_file(
+    path: &Path,
+    key: &str,
+    fail: &dyn Fn(Option<std::ops::Range<usize>>, String) -> Error,
+    span: std::ops::Range<usize>,
+) -> Result<PathBuf> {
+    if path.is_file() {
+        Ok(path.to_owned())
+    } else {
+        Err(fail(
+            Some(span),
+            format!(
+                "{key}: {} does not exist; give a PEM file of certificates",
+                path.display()
+            ),
+        ))
+    }
+}
+
+/// A secret given inline or through an environment variable.
+fn secret_from(
+    inline: Option<&String>,
+    env: Option<&Spanned<String>>,
+    key: &str,
+    fail: &dyn Fn(Option<std::ops::Range<usize>>, String) -> Error,
+    span: std::ops::Range<usize>,
+) -> Result<String> {
+    match (inline.filter(|s| !s.is_empty()), env) {
+        (Some(s), None) => Ok(s.clone()),
+        (None, Some(e)) => std::env::var(e.get_ref())
+            .ok()
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| {
+                fail(
+                    Some(e.span()),
+                    format!(
+                        "{key}_env: the variable {} is not set; set it to the shared secret",
+                        e.get_ref()
+                    ),
+                )
+            }),
+        (Some(_), Some(e)) => Err(fail(
+            Some(e.span()),
+            format!("{key} and {key}_env: give one of them, not both"),
+        )),
+        (None, None) => Err(fail(
+            Some(span),
+            format!(
+                "{key}: a shared secret is needed (`{key} = \"...\"` or `{key}_env = \"VAR\"`)"
+            ),
+        )),
+    }
 }
 
 /// How `patchsync serve` runs the site (`[service]`).
@@ -572,6 +700,55 @@ impl Config {
                 }
                 _ => None,
             };
+            let auth = if kind == SourceKind::Upstream {
+                if !matches!(location, Location::Url(_)) {
+                    return Err(fail(
+                        Some(s.path.span()),
+                        "[[source]] path: an upstream source is the parent's URL, e.g. \
+                         \"http://cas.contoso.com:8530/\""
+                            .into(),
+                    ));
+                }
+                Some(UpstreamAuth {
+                    site: site.name.get_ref().trim().to_owned(),
+                    secret: secret_from(
+                        s.secret.as_ref(),
+                        s.secret_env.as_ref(),
+                        "[[source]] secret",
+                        &fail,
+                        s.name.span(),
+                    )?,
+                    tls_ca: match &s.tls_ca {
+                        Some(c) => Some(existing_file(
+                            &resolve(c.get_ref()),
+                            "[[source]] tls_ca",
+                            &fail,
+                            c.span(),
+                        )?),
+                        None => None,
+                    },
+                })
+            } else {
+                if let Some(e) = &s.secret_env {
+                    return Err(fail(
+                        Some(e.span()),
+                        "[[source]] secret_env: only upstream sources take a secret".into(),
+                    ));
+                }
+                if let Some(c) = &s.tls_ca {
+                    return Err(fail(
+                        Some(c.span()),
+                        "[[source]] tls_ca: only upstream sources take one".into(),
+                    ));
+                }
+                if s.secret.is_some() {
+                    return Err(fail(
+                        Some(s.name.span()),
+                        "[[source]] secret: only upstream sources take a secret".into(),
+                    ));
+                }
+                None
+            };
             sources.push(SourceConfig {
                 name,
                 kind,
@@ -579,6 +756,7 @@ impl Config {
                 sha256,
                 schedule,
                 plugin,
+                auth,
             });
         }
 
@@ -934,8 +1112,111 @@ impl Config {
                 service.stale_after = Some(std::time::Duration::from_secs_f64(v * 3600.0));
             }
         }
+        // A child site syncs everything its parent holds: the selection is the top's.
+        if let Some(up) = raw
+            .source
+            .iter()
+            .find(|s| s.get_ref().kind.get_ref() == "upstream")
+        {
+            if raw.source.len() > 1 {
+                return Err(fail(
+                    Some(up.span()),
+                    "[[source]] kind = \"upstream\": a child site syncs from its parent only; \
+                     move the other sources to the top-level site"
+                        .into(),
+                ));
+            }
+            let top_only: [(&str, Option<std::ops::Range<usize>>); 4] = [
+                (
+                    "products",
+                    f.and_then(|f| f.products.as_ref()).map(|v| v.span()),
+                ),
+                (
+                    "classifications",
+                    f.and_then(|f| f.classifications.as_ref()).map(|v| v.span()),
+                ),
+                ("rules", f.and_then(|f| f.rules.as_ref()).map(|v| v.span())),
+                ("order", f.and_then(|f| f.order.as_ref()).map(|v| v.span())),
+            ];
+            for (key, span) in top_only {
+                if let Some(span) = span {
+                    return Err(fail(
+                        Some(span),
+                        format!(
+                            "[filter] {key}: this site syncs from its parent (source '{}'), and \
+                             {key} are set only at the top-level site; remove it here (a child \
+                             may choose only its languages)",
+                            up.get_ref().name.get_ref()
+                        ),
+                    ));
+                }
+            }
+            if !rule_sets.is_empty() || !plugins.is_empty() {
+                return Err(fail(
+                    Some(up.span()),
+                    "[[rule_set]] / [[plugin]]: rules and filter plugins are set only at the \
+                     top-level site; this site syncs everything its parent holds"
+                        .into(),
+                ));
+            }
+        }
+        let mut children: Vec<ChildSite> = Vec::new();
+        for c in &raw.child {
+            let span = c.span();
+            let c = c.get_ref();
+            let name = c.name.get_ref().trim().to_owned();
+            if name.is_empty() {
+                return Err(fail(
+                    Some(c.name.span()),
+                    "[[child]] name: must not be empty".into(),
+                ));
+            }
+            if children.iter().any(|o| o.name.eq_ignore_ascii_case(&name)) {
+                return Err(fail(
+                    Some(c.name.span()),
+                    format!("[[child]] name: '{name}' is listed twice"),
+                ));
+            }
+            let secret = secret_from(
+                c.secret.as_ref(),
+                c.secret_env.as_ref(),
+                "[[child]] secret",
+                &fail,
+                span,
+            )?;
+            let url = match &c.url {
+                None => None,
+                Some(u) => {
+                    let v = u.get_ref().trim().trim_end_matches('/').to_owned();
+                    if !(v.starts_with("http://") || v.starts_with("https://")) {
+                        return Err(fail(
+                            Some(u.span()),
+                            format!("[[child]] url: '{v}' is not an http(s) URL"),
+                        ));
+                    }
+                    Some(v)
+                }
+            };
+            let tls_ca = match &c.tls_ca {
+                Some(p) => Some(existing_file(
+                    &resolve(p.get_ref()),
+                    "[[child]] tls_ca",
+                    &fail,
+                    p.span(),
+                )?),
+                None => None,
+            };
+            children.push(ChildSite {
+                name,
+                secret,
+                url,
+                tls_ca,
+            });
+        }
         let plugin_cache = crate::plugin::cache_dir(&store_path);
+        let is_child = sources.iter().any(|s| s.kind == SourceKind::Upstream);
         Ok(Config {
+            children,
             service,
             import,
             supersedence,
@@ -947,7 +1228,12 @@ impl Config {
             log_keep,
             sources,
             filter: FilterConfig {
-                products: Pick::from_list(&products),
+                // A child takes every product its parent serves.
+                products: if is_child {
+                    Pick::All
+                } else {
+                    Pick::from_list(&products)
+                },
                 classifications: Pick::from_list(&classifications),
                 languages: LanguageSelection::new(&languages),
                 rule_sets,

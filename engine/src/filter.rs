@@ -409,6 +409,11 @@ impl LanguageSelection {
             .any(|t| *t == l || (!t.contains('-') && l.split('-').next() == Some(t.as_str())))
     }
 
+    /// The languages listed (always with `en`); `None` when every language is kept.
+    pub fn tags(&self) -> Option<&[String]> {
+        (!self.all).then_some(&self.tags[..])
+    }
+
     pub fn config_hash(&self) -> String {
         if self.all {
             "*".into()

@@ -40,6 +40,7 @@ pub mod explain;
 pub mod export;
 pub mod filter;
 pub mod generate;
+pub mod hierarchy;
 pub mod model;
 pub mod package;
 pub mod plugin;

@@ -5,41 +5,10 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{Site, bin, generated};
+use crate::common::{Site, generated};
+use crate::serving::{agent, free_port, get, start};
 
 const TOKEN: &str = "correct-horse-battery";
-
-struct Service {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return;
-        }
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let end = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < end {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A site over a generated catalog of `updates`, with `[service]` and `extra` lines.
 fn site(updates: usize, extra: &str) -> (Site, u16) {
@@ -53,59 +22,6 @@ fn site(updates: usize, extra: &str) -> (Site, u16) {
     ));
     std::fs::write(site.config_path(), t).unwrap();
     (site, port)
-}
-
-fn start(site: &Site, port: u16) -> Service {
-    let mut child = bin()
-        .arg("--config")
-        .arg(site.config_path())
-        .arg("serve")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let end = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            let mut err = String::new();
-            use std::io::Read;
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
-            panic!("serve exited with {status}: {err}");
-        }
-        if get(&base, "/api/v1/status").0 == 200 {
-            return Service { child, base };
-        }
-        assert!(Instant::now() < end, "serve did not answer");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
-}
-
-fn get(base: &str, path: &str) -> (u16, serde_json::Value) {
-    match agent().get(&format!("{base}{path}")).call() {
-        Ok(mut r) => {
-            let code = r.status().as_u16();
-            let text = r.body_mut().read_to_string().unwrap_or_default();
-            (
-                code,
-                serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
-            )
-        }
-        Err(_) => (0, serde_json::Value::Null),
-    }
 }
 
 fn post(base: &str, token: Option<&str>, body: &str) -> (u16, serde_json::Value) {
@@ -655,49 +571,10 @@ fn https_with_the_configured_certificate() {
         "{err}"
     );
 
-    std::fs::create_dir_all(site.path("tls")).unwrap();
-    let made = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-        ])
-        .args([
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-addext",
-            "basicConstraints=critical,CA:FALSE",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output();
-    match made {
-        Ok(o) if o.status.success() => {}
-        _ => {
-            assert!(
-                std::env::var("CI").is_err(),
-                "openssl is needed to make a test certificate"
-            );
-            eprintln!("skipped: no openssl to make a certificate");
-            return;
-        }
+    if !crate::serving::self_signed(&cert, &key) {
+        return;
     }
-    let mut child = bin()
-        .arg("--config")
-        .arg(site.config_path())
-        .arg("serve")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = crate::serving::spawn(&site, Stdio::null());
     let curl = |path: &str| {
         Command::new("curl")
             .args(["-s", "--max-time", "5", "--cacert"])

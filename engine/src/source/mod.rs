@@ -162,6 +162,13 @@ pub fn open_configured(s: &crate::config::SourceConfig) -> Box<dyn CatalogSource
             s.location.clone(),
             s.sha256.clone(),
         )),
+        SourceKind::Upstream => Box::new(crate::hierarchy::UpstreamSource::new(
+            &s.name,
+            &path.to_string_lossy(),
+            s.auth
+                .clone()
+                .expect("an upstream source has its credentials"),
+        )),
         SourceKind::Plugin => {
             let (plugin, cache) = s.plugin.clone().expect("a plugin source has its plugin");
             Box::new(crate::plugin::WasmSource::new(&s.name, plugin, Some(cache)))

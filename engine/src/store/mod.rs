@@ -6,6 +6,7 @@
 
 mod query;
 mod schema;
+mod upstream;
 pub(crate) mod write;
 
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ pub use query::{
     CategoryRow, HistoryRow, ShowFile, ShowLocalized, ShowRelation, ShowUpdate, UpdateQuery,
     UpdateRow, load_category_tree,
 };
+pub use upstream::{ListedRevision, RevisionList, ServedUpdate, UpdateSelection};
 pub use write::{ItemVerdict, SyncWriter};
 
 use crate::error::{Error, Result};

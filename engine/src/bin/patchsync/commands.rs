@@ -323,7 +323,23 @@ pub fn run(cli: Cli) -> Result<()> {
             print_show(&u);
             Ok(())
         }
-        Command::Status { json: as_json } => {
+        Command::Status {
+            json: as_json,
+            tree: true,
+        } => {
+            let cfg = Config::load(&cli.config)?;
+            let store = Store::open_read_only(&cfg.store_path)?;
+            let t = patchsync::hierarchy::site_tree(&store, &cfg)?;
+            if as_json {
+                return json(&t);
+            }
+            print_tree(&t, 0);
+            Ok(())
+        }
+        Command::Status {
+            json: as_json,
+            tree: false,
+        } => {
             let cfg = Config::load(&cli.config)?;
             if !cfg.store_path.exists() {
                 bail!(
@@ -674,9 +690,13 @@ fn print_explanation(x: &patchsync::explain::Explanation) {
 }
 
 fn sync(config: &Path, options: SyncOptions, as_json: bool) -> Result<()> {
-    let mut engine = Engine::open(Config::load(config)?)?;
+    let cfg = Config::load(config)?;
+    let mut engine = Engine::open(cfg.clone())?;
     let mut progress = Progress::new(as_json);
-    match engine.sync(options, &mut |e| progress.event(e)) {
+    let result = engine.sync(options, &mut |e| progress.event(e));
+    drop(engine);
+    hierarchy_after_sync(&cfg, result.as_ref().is_ok_and(|r| r.changed()));
+    match result {
         Ok(report) => {
             if as_json {
                 json(&report)?;
@@ -684,12 +704,35 @@ fn sync(config: &Path, options: SyncOptions, as_json: bool) -> Result<()> {
             Ok(())
         }
         Err(e) => {
+            let engine = Engine::open(cfg)?;
             // The report of a failed sync still says what each source did.
             if as_json && let Ok(Some(report)) = engine.store().last_report() {
                 json(&report)?;
             }
             Err(e.into())
         }
+    }
+}
+
+/// A sync from the command line plays its part in the hierarchy as the service does: a
+/// changed catalog is announced to the children, and a child reports to its parent.
+fn hierarchy_after_sync(cfg: &Config, changed: bool) {
+    use patchsync::hierarchy::links;
+    if changed && cfg.children.iter().any(|c| c.url.is_some()) {
+        let outcomes = links::notify_children(cfg);
+        for (site, r) in &outcomes {
+            if let Err(m) = r {
+                eprintln!(
+                    "child site '{site}' was not notified: {m}; it catches up at its next start or schedule"
+                );
+            }
+        }
+        if let Err(e) = links::record_notifications(cfg, outcomes) {
+            eprintln!("{e}");
+        }
+    }
+    if let Err(m) = links::report_to_parent(cfg) {
+        eprintln!("the status report to the parent failed: {m}");
     }
 }
 
@@ -822,4 +865,50 @@ fn demo(dir: &Path, updates: usize) -> Result<()> {
     let cfg = Config::load(&config_path)?;
     let s = status_of(&Store::open_read_only(&cfg.store_path)?, &cfg)?;
     json(&s)
+}
+
+/// One line per site, children indented under their parent.
+fn print_tree(v: &patchsync::hierarchy::SiteView, depth: usize) {
+    let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
+    let link = v
+        .link
+        .as_ref()
+        .map(|l| {
+            format!(
+                "  link {}{}",
+                l.health,
+                l.reason
+                    .as_ref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
+            )
+        })
+        .unwrap_or_default();
+    out!(
+        "{}{}  {} {}  version {}{}  last success {}  digest {}{}",
+        "  ".repeat(depth),
+        v.site,
+        v.state,
+        opt(&v.state_time),
+        v.catalog_version,
+        v.parent_version
+            .map(|p| format!(" (parent's {p})"))
+            .unwrap_or_default(),
+        opt(&v.last_success),
+        if v.content_digest.is_empty() {
+            "-"
+        } else {
+            &v.content_digest
+        },
+        link
+    );
+    if let Some(e) = &v.last_error {
+        out!("{}  last error: {e}", "  ".repeat(depth));
+    }
+    if let Some(u) = &v.upstream {
+        out!("{}  upstream: {u}", "  ".repeat(depth));
+    }
+    for c in &v.children {
+        print_tree(c, depth + 1);
+    }
 }

@@ -202,10 +202,13 @@ pub enum Command {
         #[arg(long)]
         xml: bool,
     },
-    /// The site's sync status.
+    /// The site's sync status (`--tree`: with every site below it).
     Status {
         #[arg(long)]
         json: bool,
+        /// Every site of the hierarchy below this one, as their reports and links say.
+        #[arg(long)]
+        tree: bool,
     },
     /// One row per sync run, newest first.
     History {

@@ -33,7 +33,11 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/updates", get(updates))
         .route("/api/v1/categories", get(categories))
         .route("/api/v1/log", get(log_tail))
+        .route("/api/v1/hierarchy", get(super::hierarchy::tree))
+        .route("/api/v1/hierarchy/notify", post(super::hierarchy::notify))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .merge(super::hierarchy::router())
+        .fallback(super::hierarchy::any_case)
         .with_state(shared)
 }
 
@@ -161,44 +165,61 @@ async fn trigger(
             }
         }
     };
-    let mut s = match shared.state.lock() {
-        Ok(s) => s,
-        Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "state poisoned"),
-    };
-    if s.stopping {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "the service is stopping");
-    }
-    let answer = if s.running {
-        let coalesced = s.queued.is_some();
-        s.queued = Some(s.queued.unwrap_or(false) || req.full);
-        drop(s);
-        shared.publish(messages::queued(coalesced));
-        if coalesced {
-            "already-queued"
-        } else {
-            "queued"
-        }
-    } else {
-        s.running = true;
-        drop(s);
-        let sent = shared
-            .requests
-            .lock()
-            .map(|tx| tx.send(Trigger::Request { full: req.full }).is_ok())
-            .unwrap_or(false);
-        if !sent {
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the sync worker has stopped",
-            );
-        }
-        "started"
+    let answer = match request_sync(&shared, req.full) {
+        Ok(a) => a,
+        Err(r) => return *r,
     };
     (
         StatusCode::ACCEPTED,
         Json(json!({ "state": answer, "full": req.full })),
     )
         .into_response()
+}
+
+/// Starts a sync, or queues one behind the running sync (requests coalesce): `started`,
+/// `queued` or `already-queued`.
+pub fn request_sync(shared: &Shared, full: bool) -> Result<&'static str, Box<Response>> {
+    let mut s = match shared.state.lock() {
+        Ok(s) => s,
+        Err(_) => {
+            return Err(Box::new(error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "state poisoned",
+            )));
+        }
+    };
+    if s.stopping {
+        return Err(Box::new(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the service is stopping",
+        )));
+    }
+    if s.running {
+        let coalesced = s.queued.is_some();
+        s.queued = Some(s.queued.unwrap_or(false) || full);
+        drop(s);
+        shared.publish(messages::queued(coalesced));
+        Ok(if coalesced {
+            "already-queued"
+        } else {
+            "queued"
+        })
+    } else {
+        s.running = true;
+        drop(s);
+        let sent = shared
+            .requests
+            .lock()
+            .map(|tx| tx.send(Trigger::Request { full }).is_ok())
+            .unwrap_or(false);
+        if !sent {
+            return Err(Box::new(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the sync worker has stopped",
+            )));
+        }
+        Ok("started")
+    }
 }
 
 async fn progress(State(shared): State<Arc<Shared>>) -> Response {

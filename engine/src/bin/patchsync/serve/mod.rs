@@ -5,6 +5,7 @@
 
 mod alerts;
 mod api;
+mod hierarchy;
 mod messages;
 mod page;
 mod tls;
@@ -48,7 +49,12 @@ pub fn serve(config_path: &Path) -> Result<()> {
         })?;
         let (events, _) = tokio::sync::broadcast::channel(1024);
         let (tx, rx) = std::sync::mpsc::channel();
+        let tree = patchsync::hierarchy::SiteTree::load(&patchsync::hierarchy::tree_path(
+            &config.store_path,
+        ))?;
         let shared = Arc::new(Shared {
+            upstream: patchsync::hierarchy::UpstreamServer::new(config.clone()),
+            tree: std::sync::Mutex::new(tree),
             config,
             token,
             state: std::sync::Mutex::new(ServiceState::default()),
@@ -70,6 +76,11 @@ pub fn serve(config_path: &Path) -> Result<()> {
                 None => ", no schedule (syncs on request)".into(),
             }
         );
+        // A child catches up with its parent when it starts (it may have missed a
+        // notification while it was down).
+        if shared.config.upstream().is_some() {
+            let _ = api::request_sync(&shared, false);
+        }
         let app = api::router(shared.clone());
         let shutdown = {
             let (shared, stop) = (shared.clone(), stop.clone());

@@ -17,12 +17,52 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// One table row per site of the hierarchy, children indented under their parent.
+fn site_rows(v: &patchsync::hierarchy::SiteView, depth: usize, out: &mut String) {
+    let opt = |o: &Option<String>| esc(o.as_deref().unwrap_or(""));
+    let (health, reason) = match &v.link {
+        Some(l) => (l.health.as_str(), l.reason.clone()),
+        None => ("", None),
+    };
+    out.push_str(&format!(
+        "<tr data-site=\"{site}\"><td style=\"padding-left:{pad}em\">{site}</td><td>{up}</td>\
+         <td class=\"s-{state}\">{state} {time}</td><td>{success}</td><td>{version}{parent}</td>\
+         <td class=\"link-{health}\" title=\"{reason}\">{health}{reason_text}</td><td class=\"error\">{error}</td></tr>\n",
+        site = esc(&v.site),
+        pad = 0.8 + 1.5 * depth as f64,
+        up = opt(&v.upstream),
+        state = esc(&v.state),
+        time = opt(&v.state_time),
+        success = opt(&v.last_success),
+        version = v.catalog_version,
+        parent = v.parent_version.map(|p| format!(" ({p})")).unwrap_or_default(),
+        health = esc(health),
+        reason = opt(&reason),
+        reason_text = reason.as_deref().map(|r| format!(": {}", esc(r))).unwrap_or_default(),
+        error = opt(&v.last_error),
+    ));
+    for c in &v.children {
+        site_rows(c, depth + 1, out);
+    }
+}
+
 pub async fn page(State(shared): State<Arc<Shared>>) -> Response {
     let sh = shared.clone();
     let body = tokio::task::spawn_blocking(move || -> patchsync::Result<String> {
         let store = Store::open_read_only(&sh.config.store_path)?;
         let st = patchsync::status_of(&store, &sh.config)?;
         let hist = store.history(20)?;
+        let tree = patchsync::hierarchy::site_tree(&store, &sh.config)?;
+        let sites = if tree.children.is_empty() && tree.upstream.is_none() {
+            String::new()
+        } else {
+            let mut rows = String::new();
+            site_rows(&tree, 0, &mut rows);
+            format!(
+                "<h2>Hierarchy</h2>\n<table id=\"hierarchy\"><tr><th>Site</th><th>Upstream</th><th>State</th>\
+                 <th>Last success</th><th>Version (parent's)</th><th>Link</th><th>Last error</th></tr>\n{rows}</table>"
+            )
+        };
         let svc = sh.state.lock().map(|s| s.clone()).unwrap_or_default();
         let state = if svc.running { "running".to_owned() } else { st.state.clone() };
         let (done, total) = svc.progress.as_ref().map(|p| (p.1, p.2)).unwrap_or((0, 0));
@@ -52,6 +92,7 @@ body {{ font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }}
 table {{ border-collapse: collapse; }} td, th {{ padding: .2em .8em; border-bottom: 1px solid #ddd; text-align: left; }}
 .state {{ font-weight: bold; }} .s-succeeded {{ color: #17692b; }} .s-failed, .s-interrupted {{ color: #a11; }} .s-running {{ color: #05a; }}
 progress {{ width: 30em; }} .error {{ color: #a11; }}
+.link-healthy {{ color: #17692b; }} .link-degraded {{ color: #a60; }} .link-error {{ color: #a11; }}
 </style></head><body>
 <h1>Site <span id="site">{site}</span></h1>
 <p>State: <span id="state" class="state s-{state}">{state}</span></p>
@@ -67,6 +108,7 @@ progress {{ width: 30em; }} .error {{ color: #a11; }}
 <h2>History</h2>
 <table><tr><th>#</th><th>Started</th><th>Status</th><th>Version</th><th>New</th><th>Revised</th><th>Expired</th><th>Removed</th><th>Duration</th></tr>
 {rows}</table>
+{sites}
 <script>
 const bar = document.getElementById('progress'), text = document.getElementById('progress-text');
 const es = new EventSource('/api/v1/progress');
@@ -93,6 +135,7 @@ es.onmessage = (e) => {{
             last_success = esc(st.last_success.as_deref().unwrap_or("never")),
             next = svc.next_run.map(|t| t.to_rfc3339()).unwrap_or_else(|| "on request".into()),
             error = esc(st.last_error.as_deref().unwrap_or("")),
+            sites = sites,
         ))
     })
     .await;

@@ -42,6 +42,10 @@ pub struct ServiceState {
 /// Shared between the worker, the scheduler and the HTTP handlers.
 pub struct Shared {
     pub config: Config,
+    /// Answers children's MS-WSUSSS calls from the store.
+    pub upstream: patchsync::hierarchy::UpstreamServer,
+    /// The children's status (`sites.json`).
+    pub tree: Mutex<patchsync::hierarchy::SiteTree>,
     pub token: Option<String>,
     pub state: Mutex<ServiceState>,
     pub events: tokio::sync::broadcast::Sender<String>,
@@ -132,7 +136,8 @@ pub fn run(shared: Arc<Shared>, requests: Receiver<Trigger>, stop: Arc<AtomicBoo
             }
             let started = Utc::now();
             last_start = Some(started);
-            let (ok, error) = sync_once(&shared, t, only.take());
+            let (ok, error, raised) = sync_once(&shared, t, only.take());
+            super::hierarchy::after_sync(&shared, raised);
             synced = last_synced(&shared);
             if ok {
                 last_success = Some(Utc::now());
@@ -222,12 +227,13 @@ fn next_own_schedule(
         .min()
 }
 
-/// One sync (of the sources in `only`, or all): whether it succeeded, and its error.
+/// One sync (of the sources in `only`, or all): whether it succeeded, its error, and
+/// whether it raised the catalog version.
 fn sync_once(
     shared: &Arc<Shared>,
     trigger: Trigger,
     only: Option<Vec<String>>,
-) -> (bool, Option<String>) {
+) -> (bool, Option<String>, bool) {
     let mut engine = match Engine::open(shared.config.clone()) {
         Ok(e) => e,
         Err(e) => {
@@ -235,7 +241,7 @@ fn sync_once(
                 s.running = false;
             }
             shared.publish(messages::failed(&e.to_string()));
-            return (false, Some(e.to_string()));
+            return (false, Some(e.to_string()), false);
         }
     };
     let cancel = engine.cancel_handle();
@@ -292,8 +298,8 @@ fn sync_once(
         s.cancel = None;
     }
     match result {
-        Ok(_) => (true, None),
-        Err(e) => (false, Some(e.to_string())),
+        Ok(r) => (true, None, r.changed()),
+        Err(e) => (false, Some(e.to_string()), false),
     }
 }
 
