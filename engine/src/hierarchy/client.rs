@@ -5,23 +5,21 @@
 //! authenticating again when the parent rejects or forgets its cookie.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
-use super::server::{AUTH_SERVICE_PATH, PLUGIN_ID, SYNC_SERVICE_PATH, decompress_blob};
-use super::soap::{self, ErrorCode, Fault, NS_AUTH, NS_EXT, NS_SYNC, Node, text};
+use super::server::decompress_blob;
+use super::session::Session;
+use super::soap::{self, NS_EXT, Node, text};
 use crate::config::UpstreamAuth;
 use crate::error::{Error, Result};
 use crate::filter::LanguageSelection;
 use crate::model::{CategoryKind, Identity, Update, UpdateId, UpdateType};
 use crate::source::{CatalogSource, Fetched, Listing};
 
-/// The protocol version this client asks for (as Microsoft's library does).
-pub const CLIENT_PROTOCOL_VERSION: &str = "1.7";
 /// A complete listing (every id, diffed against the store) at least this often, so what a
 /// plain WSUS upstream removes without saying so still leaves this site.
 const FULL_LISTING_EVERY: i64 = 7 * 24 * 3600;
@@ -53,23 +51,6 @@ impl UpstreamCursor {
     }
 }
 
-/// How calls are retried: transport errors and server faults that invite it, with a
-/// doubling delay.
-#[derive(Debug, Clone, Copy)]
-pub struct Retry {
-    pub attempts: u32,
-    pub first_delay: Duration,
-}
-
-impl Default for Retry {
-    fn default() -> Self {
-        Retry {
-            attempts: 8,
-            first_delay: Duration::from_millis(250),
-        }
-    }
-}
-
 /// One revision list as the parent gave it.
 #[derive(Debug, Default)]
 struct Revisions {
@@ -81,22 +62,12 @@ struct Revisions {
     version: Option<u64>,
 }
 
-enum CallError {
-    Fault(Fault),
-    /// Worth a retry: the parent is down, restarting, or the connection broke.
-    Transport(String),
-    /// Not worth one: the parent's certificate is not trusted.
-    Tls(String),
-}
-
 /// A parent site (or a WSUS server) as a catalog source.
 pub struct UpstreamSource {
     name: String,
     base: String,
-    auth: UpstreamAuth,
-    agent: ureq::Agent,
-    /// The session cookie (`Expiration`, `EncryptedData`) and when to renew it.
-    session: Option<(String, String, DateTime<Utc>)>,
+    /// The calls to the parent: authentication, cookie, retries.
+    pub session: Session,
     cursor: UpstreamCursor,
     next: Option<UpstreamCursor>,
     languages: Option<LanguageSelection>,
@@ -104,32 +75,21 @@ pub struct UpstreamSource {
     /// Categories read while listing (their kinds decide the update filter).
     prefetched: HashMap<Identity, Box<Update>>,
     order: Vec<Identity>,
-    pub retry: Retry,
-    agent_error: Option<String>,
 }
 
 impl UpstreamSource {
     pub fn new(name: &str, url: &str, auth: UpstreamAuth) -> UpstreamSource {
-        // A certificate file that cannot be read fails the first call, naming the file.
-        let (agent, agent_error) =
-            match super::links::agent(auth.tls_ca.as_deref(), Duration::from_secs(300)) {
-                Ok(a) => (a, None),
-                Err(m) => (ureq::Agent::new_with_defaults(), Some(m)),
-            };
+        let base = url.trim_end_matches('/').to_owned();
         UpstreamSource {
             name: name.to_owned(),
-            base: url.trim_end_matches('/').to_owned(),
-            auth,
-            agent,
-            session: None,
+            session: Session::new(name, &base, auth),
+            base,
             cursor: UpstreamCursor::default(),
             next: None,
             languages: None,
             batch: 100,
             prefetched: HashMap::new(),
             order: Vec::new(),
-            retry: Retry::default(),
-            agent_error,
         }
     }
 
@@ -141,216 +101,8 @@ impl UpstreamSource {
         }
     }
 
-    /// One POST of a SOAP body; faults and transport failures apart.
-    fn post(
-        &self,
-        url: &str,
-        action: &str,
-        body: &str,
-        basic: bool,
-    ) -> std::result::Result<Node, CallError> {
-        let mut req = self
-            .agent
-            .post(url)
-            .header("Content-Type", "text/xml; charset=utf-8")
-            .header("SOAPAction", &format!("\"{action}\""))
-            .header(
-                "User-Agent",
-                concat!("patchsync/", env!("CARGO_PKG_VERSION")),
-            );
-        if basic {
-            let cred = B64.encode(format!("{}:{}", self.auth.site, self.auth.secret));
-            req = req.header("Authorization", &format!("Basic {cred}"));
-        }
-        let resp = req.send(soap::envelope(body)).map_err(|e| {
-            let m = e.to_string();
-            if m.to_ascii_lowercase().contains("certificate") {
-                CallError::Tls(format!(
-                    "{url}: {m}; give the parent's certificate (or its CA) as tls_ca in the \
-                         [[source]]"
-                ))
-            } else {
-                CallError::Transport(format!("cannot reach {url}: {m}"))
-            }
-        })?;
-        let status = resp.status().as_u16();
-        let text = resp
-            .into_body()
-            .with_config()
-            .limit(256 << 20)
-            .read_to_string()
-            .map_err(|e| CallError::Transport(format!("the answer from {url} broke off: {e}")))?;
-        match soap::body(&text) {
-            Ok(n) if status == 200 => Ok(n),
-            Ok(_) => Err(CallError::Transport(format!(
-                "{url} answered HTTP {status}"
-            ))),
-            // Not SOAP at all (a proxy's error page, a server starting up): worth a retry.
-            Err(f) if f.code.is_none() && !text.contains("Fault") => Err(CallError::Transport(
-                format!("{url} answered HTTP {status}: {}", f.message),
-            )),
-            Err(f) => Err(CallError::Fault(f)),
-        }
-    }
-
-    /// GetAuthConfig → GetAuthorizationCookie → GetCookie.
-    fn authenticate(&mut self) -> std::result::Result<(), CallError> {
-        let sync_url = format!("{}/{SYNC_SERVICE_PATH}", self.base);
-        let config = self.post(
-            &sync_url,
-            &format!("{NS_SYNC}/GetAuthConfig"),
-            &format!("<GetAuthConfig xmlns=\"{NS_SYNC}\" />"),
-            false,
-        )?;
-        let plugin = config
-            .at(&["GetAuthConfigResult", "AuthInfo"])
-            .and_then(|a| {
-                a.all("AuthPlugInInfo")
-                    .find(|p| p.text_of("PlugInID") == Some(PLUGIN_ID))
-            })
-            .and_then(|p| p.text_of("ServiceUrl").map(str::to_owned))
-            .unwrap_or_else(|| AUTH_SERVICE_PATH.to_owned());
-        let auth_url = if plugin.starts_with("http://") || plugin.starts_with("https://") {
-            plugin
-        } else {
-            format!("{}/{}", self.base, plugin.trim_start_matches('/'))
-        };
-        // A stable GUID for the site, from its name.
-        let account_guid = {
-            use sha1::Digest;
-            let h = sha1::Sha1::digest(self.auth.site.as_bytes());
-            let mut b = [0u8; 16];
-            b.copy_from_slice(&h[..16]);
-            uuid::Uuid::from_bytes(b)
-        };
-        let auth = self.post(
-            &auth_url,
-            &format!("{NS_AUTH}/GetAuthorizationCookie"),
-            &format!(
-                "<GetAuthorizationCookie xmlns=\"{NS_AUTH}\"><accountName>{}</accountName>\
-                 <accountGuid>{account_guid}</accountGuid></GetAuthorizationCookie>",
-                text(&self.auth.site)
-            ),
-            true,
-        )?;
-        let result = auth.child("GetAuthorizationCookieResult");
-        let plugin_id = result
-            .and_then(|r| r.text_of("PlugInId"))
-            .unwrap_or(PLUGIN_ID);
-        let data = result
-            .and_then(|r| r.text_of("CookieData"))
-            .unwrap_or("")
-            .to_owned();
-        let old = match &self.session {
-            Some((exp, data, _)) => format!(
-                "<oldCookie><Expiration>{exp}</Expiration><EncryptedData>{data}</EncryptedData></oldCookie>"
-            ),
-            None => String::new(),
-        };
-        let cookie = self.post(
-            &sync_url,
-            &format!("{NS_SYNC}/GetCookie"),
-            &format!(
-                "<GetCookie xmlns=\"{NS_SYNC}\"><authCookies><AuthorizationCookie>\
-                 <PlugInId>{}</PlugInId><CookieData>{}</CookieData></AuthorizationCookie></authCookies>\
-                 {old}<protocolVersion>{CLIENT_PROTOCOL_VERSION}</protocolVersion></GetCookie>",
-                text(plugin_id),
-                text(&data)
-            ),
-            false,
-        )?;
-        let r = cookie.child("GetCookieResult");
-        let expiration = r
-            .and_then(|r| r.text_of("Expiration"))
-            .unwrap_or("")
-            .to_owned();
-        let data = r
-            .and_then(|r| r.text_of("EncryptedData"))
-            .unwrap_or("")
-            .to_owned();
-        // Renewed a minute before it runs out (MS-WSUSSS 3.2.4.1: never use an expired one).
-        let renew = DateTime::parse_from_rfc3339(&expiration)
-            .map(|t| t.with_timezone(&Utc) - chrono::Duration::seconds(60))
-            .unwrap_or_else(|_| Utc::now() + chrono::Duration::minutes(5));
-        self.session = Some((expiration, data, renew));
-        Ok(())
-    }
-
-    /// A server-sync call carrying the session cookie, authenticating first when needed,
-    /// retried on transport failures and rejected cookies.
-    fn call(&mut self, op: &str, inner: &str) -> Result<Node> {
-        let url = format!("{}/{SYNC_SERVICE_PATH}", self.base);
-        let mut delay = self.retry.first_delay;
-        let mut last = String::new();
-        for attempt in 0..self.retry.attempts.max(1) {
-            if attempt > 0 {
-                std::thread::sleep(delay);
-                delay = (delay * 2).min(Duration::from_secs(10));
-            }
-            if self.session.as_ref().is_none_or(|s| s.2 <= Utc::now()) {
-                match self.authenticate() {
-                    Ok(()) => {}
-                    Err(CallError::Transport(m)) => {
-                        last = m;
-                        continue;
-                    }
-                    Err(CallError::Fault(f)) => return Err(self.refused(op, &f)),
-                    Err(CallError::Tls(m)) => return Err(self.err(op, m)),
-                }
-            }
-            let (exp, data, _) = self.session.clone().expect("authenticated");
-            let body = format!(
-                "<{op} xmlns=\"{NS_SYNC}\"><cookie><Expiration>{exp}</Expiration>\
-                 <EncryptedData>{data}</EncryptedData></cookie>{inner}</{op}>"
-            );
-            match self.post(&url, &format!("{NS_SYNC}/{op}"), &body, false) {
-                Ok(n) => return Ok(n),
-                Err(CallError::Transport(m)) => last = m,
-                Err(CallError::Tls(m)) => return Err(self.err(op, m)),
-                Err(CallError::Fault(f)) => match f.code {
-                    Some(ErrorCode::InvalidCookie | ErrorCode::InvalidAuthorizationCookie) => {
-                        self.session = None;
-                        last = f.message;
-                    }
-                    Some(ErrorCode::ServerBusy) => last = f.message,
-                    Some(ErrorCode::ServerChanged) => {
-                        self.cursor = UpstreamCursor::default();
-                        return Err(self.err(
-                            op,
-                            "the parent says it changed (ServerChanged): the anchors were reset; \
-                             the next sync lists everything again",
-                        ));
-                    }
-                    _ => return Err(self.refused(op, &f)),
-                },
-            }
-        }
-        Err(self.err(
-            op,
-            format!(
-                "gave up after {} attempts: {last}; check that the parent's service runs at {}",
-                self.retry.attempts, self.base
-            ),
-        ))
-    }
-
-    fn refused(&self, op: &str, f: &Fault) -> Error {
-        let hint = match f.code {
-            Some(ErrorCode::InvalidAuthorizationCookie) => format!(
-                "; the parent does not accept site '{}' with this secret: the [[source]] secret \
-                 here must equal the secret of the [[child]] entry named '{}' on the parent",
-                self.auth.site, self.auth.site
-            ),
-            Some(ErrorCode::IncompatibleProtocolVersion) => {
-                "; the parent speaks another protocol version".into()
-            }
-            _ => String::new(),
-        };
-        self.err(op, format!("the parent refused: {}{hint}", f.message))
-    }
-
     fn config_data(&mut self) -> Result<()> {
-        let r = self.call("GetConfigData", "")?;
+        let r = self.session.call("GetConfigData", "")?;
         let cfg = r
             .child("GetConfigDataResult")
             .ok_or_else(|| self.err("GetConfigData", "the answer has no GetConfigDataResult"))?;
@@ -430,7 +182,7 @@ impl UpstreamSource {
             ids("Categories", products),
             ids("Classifications", classifications),
         );
-        let r = self.call("GetRevisionIdList", &inner)?;
+        let r = self.session.call("GetRevisionIdList", &inner)?;
         let result = r.child("GetRevisionIdListResult").ok_or_else(|| {
             self.err(
                 "GetRevisionIdList",
@@ -480,100 +232,8 @@ impl UpstreamSource {
         ids: &[Identity],
         sink: &mut dyn FnMut(Fetched) -> Result<()>,
     ) -> Result<HashSet<Identity>> {
-        let mut inner = String::from("<updateIds>");
-        for i in ids {
-            inner.push_str(&format!(
-                "<UpdateIdentity><UpdateID>{}</UpdateID><RevisionNumber>{}</RevisionNumber></UpdateIdentity>",
-                i.id, i.revision
-            ));
-        }
-        inner.push_str("</updateIds>");
-        let r = self.call("GetUpdateData", &inner)?;
-        let result = r
-            .child("GetUpdateDataResult")
-            .ok_or_else(|| self.err("GetUpdateData", "the answer has no GetUpdateDataResult"))?;
-        let mut got = HashSet::new();
-        for d in result
-            .child("updates")
-            .map(|u| u.all("ServerSyncUpdateData").collect::<Vec<_>>())
-            .unwrap_or_default()
-        {
-            let identity = d.child("Id").and_then(|i| {
-                Some(Identity {
-                    id: UpdateId::parse(i.text_of("UpdateID")?).ok()?,
-                    revision: i.text_of("RevisionNumber")?.parse().ok()?,
-                })
-            });
-            let Some(identity) = identity else {
-                return Err(self.err("GetUpdateData", "an update's Id is missing or malformed"));
-            };
-            let item = format!("update {} revision {}", identity.id, identity.revision);
-            let xml = match (
-                d.child("XmlUpdateBlob"),
-                d.text_of("XmlUpdateBlobCompressed"),
-            ) {
-                (Some(b), _) if !b.text.trim().is_empty() => b.text.clone(),
-                (_, Some(c)) => {
-                    let raw = B64.decode(c.as_bytes()).map_err(|e| {
-                        self.err(&item, format!("XmlUpdateBlobCompressed is not base64: {e}"))
-                    })?;
-                    decompress_blob(&raw).map_err(|m| {
-                        self.err(
-                            &item,
-                            format!("XmlUpdateBlobCompressed cannot be read: {m}"),
-                        )
-                    })?
-                }
-                _ => return Err(self.err(&item, "the parent sent no metadata for it")),
-            };
-            let mut update = crate::source::parse_stored(&xml).map_err(|m| {
-                self.err(
-                    &item,
-                    format!("the metadata the parent sent is malformed: {m}"),
-                )
-            })?;
-            update.identity = identity;
-            if let Some(kind) = update.category_kind {
-                self.classify(identity.id, Some(kind));
-            } else if update.update_type == UpdateType::Detectoid {
-                self.classify(identity.id, None);
-            }
-            got.insert(identity);
-            sink(Fetched::Update {
-                update: Box::new(update),
-                origin: format!("{} ({item})", self.base),
-            })?;
-        }
-        for u in result
-            .child("fileUrls")
-            .map(|u| u.all("ServerSyncUrlData").collect::<Vec<_>>())
-            .unwrap_or_default()
-        {
-            let url = u
-                .text_of("MUUrl")
-                .filter(|s| !s.is_empty())
-                .or(u.text_of("UssUrl").filter(|s| !s.is_empty()));
-            if let (Some(digest), Some(url)) = (u.text_of("FileDigest"), url) {
-                sink(Fetched::FileUrl {
-                    digest: digest.to_owned(),
-                    url: url.to_owned(),
-                })?;
-            }
-        }
-        Ok(got)
-    }
-
-    /// Records what kind of category an id is, in the cursor being built.
-    fn classify(&mut self, id: UpdateId, kind: Option<CategoryKind>) {
-        let Some(next) = self.next.as_mut() else {
-            return;
-        };
-        let id = id.to_string();
-        match kind {
-            Some(CategoryKind::Product) => next.products.insert(id),
-            Some(CategoryKind::UpdateClassification) => next.classifications.insert(id),
-            _ => next.other_categories.insert(id),
-        };
+        let r = self.session.call("GetUpdateData", &update_ids(ids))?;
+        read_update_data(&r, &self.name, &self.base, &mut self.next, sink)
     }
 
     fn list_once(&mut self, full: bool) -> Result<(Listing, bool)> {
@@ -693,9 +353,7 @@ impl CatalogSource for UpstreamSource {
     }
 
     fn list(&mut self) -> Result<Listing> {
-        if let Some(m) = &self.agent_error {
-            return Err(self.err("[[source]] tls_ca", m.clone()));
-        }
+        self.session.usable()?;
         self.prefetched.clear();
         self.order.clear();
         self.config_data()?;
@@ -704,17 +362,26 @@ impl CatalogSource for UpstreamSource {
             .last_full
             .is_none_or(|t| Utc::now().timestamp() - t > FULL_LISTING_EVERY);
         let mut full = self.cursor.update_anchor.is_none() || due;
+        let mut restarted = false;
         loop {
             let mut next = self.cursor.clone();
             next.parent = Some(self.base.clone());
             self.next = Some(next);
-            let (listing, done) = self.list_once(full)?;
-            if done {
-                return Ok(listing);
+            match self.list_once(full) {
+                Ok((listing, true)) => return Ok(listing),
+                // The parent cannot answer from our anchor (it no longer remembers that
+                // far): list everything.
+                Ok((_, false)) => full = true,
+                // The parent changed (MS-WSUSSS 2.2.9.3 ServerChanged): forget the anchors
+                // and list everything, once.
+                Err(_) if self.session.server_changed && !restarted => {
+                    self.session.server_changed = false;
+                    restarted = true;
+                    self.cursor = UpstreamCursor::default();
+                    full = true;
+                }
+                Err(e) => return Err(e),
             }
-            // The parent cannot answer from our anchor (it no longer remembers that far):
-            // list everything.
-            full = true;
         }
     }
 
@@ -737,6 +404,7 @@ impl CatalogSource for UpstreamSource {
             }
         }
         let listed: HashSet<Identity> = self.order.iter().copied().collect();
+        let self_name = self.name.clone();
         let mut extra: Vec<Identity> = wanted
             .iter()
             .filter(|i| !listed.contains(i))
@@ -744,16 +412,172 @@ impl CatalogSource for UpstreamSource {
             .collect();
         extra.sort_by_key(|i| (i.id, i.revision));
         rest.extend(extra);
-        for chunk in rest.chunks(self.batch.max(1)) {
-            let got = self.update_data(chunk, sink)?;
-            if let Some(gone) = chunk.iter().find(|i| !got.contains(i)) {
-                return Err(self.err(
-                    format!("update {} revision {}", gone.id, gone.revision),
-                    "the parent no longer offers this revision (it synced meanwhile); the \
-                     next sync takes the newer one",
+        // The next batch is asked for while this one is parsed and stored.
+        let chunks: Vec<&[Identity]> = rest.chunks(self.batch.max(1)).collect();
+        let UpstreamSource {
+            session,
+            next,
+            base,
+            ..
+        } = self;
+        std::thread::scope(|scope| -> Result<()> {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<(&[Identity], Result<Node>)>(2);
+            let requests = &chunks;
+            let caller = &mut *session;
+            scope.spawn(move || {
+                for c in requests {
+                    let r = caller.call("GetUpdateData", &update_ids(c));
+                    let failed = r.is_err();
+                    if tx.send((c, r)).is_err() || failed {
+                        break;
+                    }
+                }
+            });
+            for (chunk, r) in rx {
+                let node = r?;
+                let got = read_update_data(&node, &self_name, base, next, sink)?;
+                if let Some(gone) = chunk.iter().find(|i| !got.contains(i)) {
+                    return Err(source_err(
+                        &self_name,
+                        format!("update {} revision {}", gone.id, gone.revision),
+                        "the parent no longer offers this revision (it synced meanwhile); the \
+                         next sync takes the newer one",
+                    ));
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// The `updateIds` of a GetUpdateData request.
+fn update_ids(ids: &[Identity]) -> String {
+    let mut inner = String::with_capacity(100 * ids.len() + 30);
+    inner.push_str("<updateIds>");
+    for i in ids {
+        inner.push_str(&format!(
+            "<UpdateIdentity><UpdateID>{}</UpdateID><RevisionNumber>{}</RevisionNumber></UpdateIdentity>",
+            i.id, i.revision
+        ));
+    }
+    inner.push_str("</updateIds>");
+    inner
+}
+
+/// Reads one GetUpdateData answer: each update parsed and handed to `sink` (categories'
+/// kinds noted in `next`), then each file URL; returns the identities it held.
+fn read_update_data(
+    r: &Node,
+    name: &str,
+    base: &str,
+    next: &mut Option<UpstreamCursor>,
+    sink: &mut dyn FnMut(Fetched) -> Result<()>,
+) -> Result<HashSet<Identity>> {
+    let result = r.child("GetUpdateDataResult").ok_or_else(|| {
+        source_err(
+            name,
+            "GetUpdateData",
+            "the answer has no GetUpdateDataResult",
+        )
+    })?;
+    let mut got = HashSet::new();
+    for d in result
+        .child("updates")
+        .map(|u| u.all("ServerSyncUpdateData").collect::<Vec<_>>())
+        .unwrap_or_default()
+    {
+        let identity = d.child("Id").and_then(|i| {
+            Some(Identity {
+                id: UpdateId::parse(i.text_of("UpdateID")?).ok()?,
+                revision: i.text_of("RevisionNumber")?.parse().ok()?,
+            })
+        });
+        let Some(identity) = identity else {
+            return Err(source_err(
+                name,
+                "GetUpdateData",
+                "an update's Id is missing or malformed",
+            ));
+        };
+        let item = format!("update {} revision {}", identity.id, identity.revision);
+        let xml = match (
+            d.child("XmlUpdateBlob"),
+            d.text_of("XmlUpdateBlobCompressed"),
+        ) {
+            (Some(b), _) if !b.text.trim().is_empty() => b.text.clone(),
+            (_, Some(c)) => {
+                let raw = B64.decode(c.as_bytes()).map_err(|e| {
+                    source_err(
+                        name,
+                        &item,
+                        format!("XmlUpdateBlobCompressed is not base64: {e}"),
+                    )
+                })?;
+                decompress_blob(&raw).map_err(|m| {
+                    source_err(
+                        name,
+                        &item,
+                        format!("XmlUpdateBlobCompressed cannot be read: {m}"),
+                    )
+                })?
+            }
+            _ => {
+                return Err(source_err(
+                    name,
+                    &item,
+                    "the parent sent no metadata for it",
                 ));
             }
+        };
+        let mut update = crate::source::parse_stored(&xml).map_err(|m| {
+            source_err(
+                name,
+                &item,
+                format!("the metadata the parent sent is malformed: {m}"),
+            )
+        })?;
+        update.identity = identity;
+        if let Some(next) = next.as_mut() {
+            let id = identity.id.to_string();
+            match update.category_kind {
+                Some(CategoryKind::Product) => next.products.insert(id),
+                Some(CategoryKind::UpdateClassification) => next.classifications.insert(id),
+                Some(_) => next.other_categories.insert(id),
+                None if update.update_type == UpdateType::Detectoid => {
+                    next.other_categories.insert(id)
+                }
+                None => false,
+            };
         }
-        Ok(())
+        got.insert(identity);
+        sink(Fetched::Update {
+            update: Box::new(update),
+            origin: format!("{base} ({item})"),
+        })?;
+    }
+    for u in result
+        .child("fileUrls")
+        .map(|u| u.all("ServerSyncUrlData").collect::<Vec<_>>())
+        .unwrap_or_default()
+    {
+        let url = u
+            .text_of("MUUrl")
+            .filter(|s| !s.is_empty())
+            .or(u.text_of("UssUrl").filter(|s| !s.is_empty()));
+        if let (Some(digest), Some(url)) = (u.text_of("FileDigest"), url) {
+            sink(Fetched::FileUrl {
+                digest: digest.to_owned(),
+                url: url.to_owned(),
+            })?;
+        }
+    }
+    Ok(got)
+}
+
+fn source_err(name: &str, item: impl Into<String>, message: impl Into<String>) -> Error {
+    Error::Source {
+        source_name: name.to_owned(),
+        item: item.into(),
+        message: message.into(),
     }
 }

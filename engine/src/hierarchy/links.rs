@@ -85,8 +85,9 @@ fn post(
     Err(last)
 }
 
-/// Tells every child with a `url` to sync; each child's outcome, in config order.
-pub fn notify_children(config: &Config) -> Vec<(String, Result<(), String>)> {
+/// Tells every child with a `url` to sync, trying each up to `attempts` times; each
+/// child's outcome, in config order.
+pub fn notify_children(config: &Config, attempts: u32) -> Vec<(String, Result<(), String>)> {
     config
         .children
         .iter()
@@ -97,7 +98,7 @@ pub fn notify_children(config: &Config) -> Vec<(String, Result<(), String>)> {
                 c.tls_ca.as_deref(),
                 &basic(&c.name, &c.secret),
                 None,
-                3,
+                attempts,
             );
             Some((c.name.clone(), r))
         })
@@ -118,8 +119,9 @@ pub fn record_notifications(
     tree.save(&path)
 }
 
-/// Sends this site's status and subtree to its parent; `Ok` when there is no parent.
-pub fn report_to_parent(config: &Config) -> Result<(), String> {
+/// Sends this site's status and subtree to its parent (up to `attempts` tries); `Ok` when
+/// there is no parent.
+pub fn report_to_parent(config: &Config, attempts: u32) -> Result<(), String> {
     let Some(up) = config.upstream() else {
         return Ok(());
     };
@@ -135,6 +137,6 @@ pub fn report_to_parent(config: &Config) -> Result<(), String> {
         auth.tls_ca.as_deref(),
         &basic(&auth.site, &auth.secret),
         Some(&body),
-        3,
+        attempts,
     )
 }

@@ -1,6 +1,7 @@
 //! Site hierarchies over the WSUS server-server protocol (MS-WSUSSS,
 //! `engine/docs/hierarchy.md`): `server` answers a child's SOAP calls from this site's
-//! store, `client` is the `upstream` catalog source a child syncs its parent with,
+//! store, `client` is the `upstream` catalog source a child syncs its parent with (`session` its
+//! authenticated, retried calls),
 //! `tree` is the status the children roll up, `links` the notifications and reports along a link, `cookie` signs the protocol's cookies and
 //! `soap` frames the messages.
 
@@ -9,6 +10,7 @@ pub mod cookie;
 mod languages;
 pub mod links;
 pub mod server;
+pub mod session;
 pub mod soap;
 pub mod tree;
 

@@ -455,6 +455,7 @@ impl UpstreamServer {
         let mut updates = String::new();
         let mut urls = String::new();
         let mut seen_digests = std::collections::HashSet::new();
+        let mut asked = Vec::with_capacity(ids.len());
         for n in ids {
             let id = n
                 .text_of("UpdateID")
@@ -464,10 +465,13 @@ impl UpstreamServer {
                 .text_of("RevisionNumber")
                 .and_then(|s| s.parse().ok())
                 .ok_or_else(|| bad(format!("updateIds: update {id} has no RevisionNumber")))?;
-            let key = id.to_string();
+            asked.push((id.to_string(), rev));
+        }
+        let served = store.served_updates(&asked).map_err(internal)?;
+        for ((key, rev), u) in asked.into_iter().zip(served) {
             // A revision the store no longer holds is left out; the next listing names
             // the newer one.
-            let Some(u) = store.served_update(&key, rev).map_err(internal)? else {
+            let Some(u) = u else {
                 continue;
             };
             updates.push_str(&format!(
@@ -487,7 +491,9 @@ impl UpstreamServer {
                     B64.encode(blob)
                 ));
             } else {
-                updates.push_str(&format!("<XmlUpdateBlob>{}</XmlUpdateBlob>", text(&u.xml)));
+                updates.push_str("<XmlUpdateBlob>");
+                push_cdata(&mut updates, &u.xml);
+                updates.push_str("</XmlUpdateBlob>");
                 updates.push_str(&digest_list(&u.digests));
             }
             updates.push_str("</ServerSyncUpdateData>");
@@ -546,6 +552,14 @@ fn revision_list_xml(list: &RevisionList) -> String {
     }
     s.push_str("</x:Listing></GetRevisionIdListResult></GetRevisionIdListResponse>");
     s
+}
+
+/// Text as CDATA: no escaping to write or undo (a `]]>` inside is split across two
+/// sections). xs:string content either way.
+fn push_cdata(out: &mut String, text: &str) {
+    out.push_str("<![CDATA[");
+    out.push_str(&text.replace("]]>", "]]]]><![CDATA[>"));
+    out.push_str("]]>");
 }
 
 fn digest_list(digests: &[String]) -> String {
@@ -701,6 +715,15 @@ mod tests {
         assert_eq!(parse_anchor(&anchor(42)), Some(42));
         assert_eq!(parse_anchor("4742,2006-05-26 18:59:26.192"), Some(4742));
         assert_eq!(parse_anchor("yesterday"), None);
+    }
+
+    #[test]
+    fn cdata_keeps_any_text() {
+        let t = "<a>x]]>y &amp; z</a>";
+        let mut out = String::from("<b>");
+        push_cdata(&mut out, t);
+        out.push_str("</b>");
+        assert_eq!(soap::parse(&out).unwrap().text, t);
     }
 
     #[test]

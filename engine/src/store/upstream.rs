@@ -186,40 +186,55 @@ impl Store {
         })
     }
 
-    /// The stored metadata of `id` if its revision is `revision` (the store keeps only the
-    /// newest: an older one is no longer served).
-    pub fn served_update(&self, id: &str, revision: u32) -> Result<Option<ServedUpdate>> {
-        let row: Option<(i64, u32, Vec<u8>)> = self
-            .conn
-            .prepare_cached(
-                "SELECT u.uid, u.revision, x.xml FROM updates u JOIN update_xml x ON x.uid = u.uid
-                 WHERE u.id = ?1",
-            )
-            .and_then(|mut s| {
-                s.query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+    /// The stored metadata of each (id, revision) the store holds at that revision (the
+    /// store keeps only the newest: an older one is no longer served, `None`), from one
+    /// read snapshot.
+    pub fn served_updates(&self, ids: &[(String, u32)]) -> Result<Vec<Option<ServedUpdate>>> {
+        self.snapshot(|s| {
+            let mut dctx = zstd::bulk::Decompressor::new().map_err(|e| s.err(e))?;
+            let mut row = s
+                .conn
+                .prepare_cached(
+                    "SELECT u.uid, u.revision, x.xml FROM updates u JOIN update_xml x ON x.uid = u.uid
+                     WHERE u.id = ?1",
+                )
+                .map_err(|e| s.err(e))?;
+            let mut files = s
+                .conn
+                .prepare_cached("SELECT digest FROM files WHERE uid = ?1 AND digest IS NOT NULL")
+                .map_err(|e| s.err(e))?;
+            let mut out = Vec::with_capacity(ids.len());
+            for (id, revision) in ids {
+                let found: Option<(i64, u32, Vec<u8>)> = row
+                    .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                     .optional()
-            })
-            .map_err(|e| self.err(e))?;
-        let Some((uid, rev, packed)) = row.filter(|r| r.1 == revision) else {
-            return Ok(None);
-        };
-        let xml = zstd::decode_all(&packed[..])
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .ok_or_else(|| self.err(format!("update {id}: its stored metadata is damaged")))?;
-        let digests = self
-            .conn
-            .prepare_cached("SELECT digest FROM files WHERE uid = ?1 AND digest IS NOT NULL")
-            .and_then(|mut s| {
-                s.query_map(params![uid], |r| r.get::<_, String>(0))
+                    .map_err(|e| s.err(e))?;
+                let Some((uid, rev, packed)) = found.filter(|r| r.1 == *revision) else {
+                    out.push(None);
+                    continue;
+                };
+                let damaged = || s.err(format!("update {id}: its stored metadata is damaged"));
+                let size = zstd::zstd_safe::get_frame_content_size(&packed)
+                    .ok()
+                    .flatten()
+                    .ok_or_else(damaged)?;
+                let xml = dctx
+                    .decompress(&packed, size as usize)
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .ok_or_else(damaged)?;
+                let digests = files
+                    .query_map(params![uid], |r| r.get::<_, String>(0))
                     .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-            })
-            .map_err(|e| self.err(e))?;
-        Ok(Some(ServedUpdate {
-            revision: rev,
-            xml,
-            digests,
-        }))
+                    .map_err(|e| s.err(e))?;
+                out.push(Some(ServedUpdate {
+                    revision: rev,
+                    xml,
+                    digests,
+                }));
+            }
+            Ok(out)
+        })
     }
 
     /// The download URL recorded for a file digest.

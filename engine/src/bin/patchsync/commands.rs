@@ -719,7 +719,8 @@ fn sync(config: &Path, options: SyncOptions, as_json: bool) -> Result<()> {
 fn hierarchy_after_sync(cfg: &Config, changed: bool) {
     use patchsync::hierarchy::links;
     if changed && cfg.children.iter().any(|c| c.url.is_some()) {
-        let outcomes = links::notify_children(cfg);
+        // One try each: a child that is down catches up when it starts.
+        let outcomes = links::notify_children(cfg, 1);
         for (site, r) in &outcomes {
             if let Err(m) = r {
                 eprintln!(
@@ -731,7 +732,7 @@ fn hierarchy_after_sync(cfg: &Config, changed: bool) {
             eprintln!("{e}");
         }
     }
-    if let Err(m) = links::report_to_parent(cfg) {
+    if let Err(m) = links::report_to_parent(cfg, 1) {
         eprintln!("the status report to the parent failed: {m}");
     }
 }

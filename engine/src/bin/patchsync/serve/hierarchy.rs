@@ -236,7 +236,7 @@ pub fn after_sync(shared: &Arc<Shared>, raised: bool) {
     if raised && shared.config.children.iter().any(|c| c.url.is_some()) {
         let sh = shared.clone();
         std::thread::spawn(move || {
-            let outcomes = patchsync::hierarchy::links::notify_children(&sh.config);
+            let outcomes = patchsync::hierarchy::links::notify_children(&sh.config, 3);
             if let Ok(mut tree) = sh.tree.lock() {
                 for (site, r) in outcomes {
                     if let Err(m) = &r {
@@ -258,7 +258,7 @@ pub fn after_sync(shared: &Arc<Shared>, raised: bool) {
 }
 
 fn report_to_parent(shared: &Shared) {
-    if let Err(m) = patchsync::hierarchy::links::report_to_parent(&shared.config) {
+    if let Err(m) = patchsync::hierarchy::links::report_to_parent(&shared.config, 3) {
         eprintln!("patchsync serve: the status report to the parent failed: {m}");
     }
 }
