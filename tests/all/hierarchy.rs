@@ -432,15 +432,17 @@ fn a_child_with_a_wrong_secret_gets_nothing_and_the_top_shows_why() {
 
 #[test]
 fn a_parent_stopped_in_the_middle_of_a_transfer_is_retried_without_duplicates() {
-    let (cas, _) = top(12_000, &[("PR1", "s", free_port())]);
+    let (cas, _) = top(4_000, &[("PR1", "s", free_port())]);
     assert!(cas.site.cli(&["sync"]).status.success());
+    let mut svc = cas.start();
+    // A slow link (about 4 s for the whole transfer), so the parent stops in its middle.
+    let (proxy, seen) = recording_proxy(cas.base(), Duration::from_millis(100));
     let pr1 = member(
         "PR1",
-        &upstream(cas.port, "s"),
+        &upstream(proxy, "s"),
         "[filter]\nlanguages = [\"en\"]\n",
         &[],
     );
-    let mut svc = cas.start();
     let mut child = bin()
         .arg("--config")
         .arg(pr1.site.config_path())
@@ -450,10 +452,14 @@ fn a_parent_stopped_in_the_middle_of_a_transfer_is_retried_without_duplicates() 
         .spawn()
         .unwrap();
     // Kill the parent once the child is well into fetching updates.
-    wait_for("the child to fetch", 60, || {
-        std::fs::read_to_string(pr1.site.path("data/sync.log"))
-            .is_ok_and(|l| l.contains("processed"))
-    });
+    let batches = || {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .filter(|(a, _, r)| a.ends_with("/GetUpdateData") && r.contains("GetUpdateDataResult"))
+            .count()
+    };
+    wait_for("the child to fetch", 60, || batches() >= 10);
     assert!(
         child.try_wait().unwrap().is_none(),
         "the transfer ended before the parent stopped"
@@ -466,8 +472,13 @@ fn a_parent_stopped_in_the_middle_of_a_transfer_is_retried_without_duplicates() 
         child.try_wait().unwrap().is_none(),
         "the child gave up at once"
     );
+    let before_restart = batches();
     let _svc = cas.start();
     let out = child.wait_with_output().unwrap();
+    assert!(
+        batches() > before_restart,
+        "the transfer went on after the restart"
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -531,8 +542,9 @@ fn a_child_site_takes_its_selection_from_the_top() {
 /// What a recording proxy saw: (SOAPAction, request body, response body).
 type Exchanges = Arc<Mutex<Vec<(String, String, String)>>>;
 
-/// A loopback HTTP proxy in front of `target` that records every exchange.
-fn recording_proxy(target: String) -> (u16, Exchanges) {
+/// A loopback HTTP proxy in front of `target` that records every exchange, holding each
+/// GetUpdateData answer back for `delay` (a slow link); 502 while `target` is down.
+fn recording_proxy(target: String, delay: Duration) -> (u16, Exchanges) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let seen: Exchanges = Arc::default();
@@ -571,10 +583,17 @@ fn recording_proxy(target: String) -> (u16, Exchanges) {
                     req = req.header(k, v);
                 }
             }
-            let mut resp = req.send(&body).unwrap();
-            let status = resp.status().as_u16();
-            let answer = resp.body_mut().read_to_string().unwrap();
+            let (status, answer) = match req.send(&body) {
+                Ok(mut r) => (
+                    r.status().as_u16(),
+                    r.body_mut().read_to_string().unwrap_or_default(),
+                ),
+                Err(e) => (502, format!("the parent is down: {e}")),
+            };
             let action = headers.get("soapaction").cloned().unwrap_or_default();
+            if action.contains("GetUpdateData") {
+                std::thread::sleep(delay);
+            }
             log.lock()
                 .unwrap()
                 .push((action.trim_matches('"').to_owned(), body, answer.clone()));
@@ -650,7 +669,7 @@ fn soap_messages_match_the_specification() {
     let (cas, _) = top(300, &[("PR1", "s", free_port())]);
     assert!(cas.site.cli(&["sync"]).status.success());
     let _svc = cas.start();
-    let (proxy, seen) = recording_proxy(cas.base());
+    let (proxy, seen) = recording_proxy(cas.base(), Duration::ZERO);
     let pr1 = member(
         "PR1",
         &upstream(proxy, "s"),
