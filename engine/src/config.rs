@@ -1276,6 +1276,14 @@ path = "exports/WSUS.cab"
 # kind = "directory"            # a folder of update XML files
 # path = "updates/"
 
+# A child site has one source, its parent (engine/docs/hierarchy.md), and no products or
+# classifications of its own:
+# [[source]]
+# name = "cas"
+# kind = "upstream"             # the parent's `patchsync serve` (or a WSUS server), MS-WSUSSS
+# path = "http://cas.contoso.com:8530/"
+# secret_env = "PATCHSYNC_PARENT_SECRET"   # equal to the parent's [[child]] secret for this site
+
 # [[source]]
 # name = "contoso"
 # kind = "plugin"               # a source plugin (engine/docs/plugins.md)
@@ -1330,6 +1338,13 @@ languages = ["en"]
 # stale_after_hours = 192
 # tls_cert = "tls/patchsync.pem"      # HTTPS: certificate chain and key, PEM
 # tls_key = "tls/patchsync.key"
+
+# Child sites that sync from this one over MS-WSUSSS (engine/docs/hierarchy.md): each
+# authenticates with its own secret; `url` is its service, told to sync after each change.
+# [[child]]
+# name = "PR1"
+# secret_env = "PATCHSYNC_PR1_SECRET"
+# url = "http://pr1.contoso.com:8530"
 
 # [import]
 # A disconnected site takes its catalog from `patchsync export` packages of a connected

@@ -71,6 +71,27 @@ fn upstream(parent_port: u16, secret: &str) -> String {
     )
 }
 
+/// Child "PR1" (secret "s") of the site at `parent`, with `languages`, after one sync from
+/// the command line.
+fn synced_child(parent: u16, languages: &str) -> Member {
+    synced(
+        &upstream(parent, "s"),
+        &format!("[filter]\nlanguages = [{languages}]\n"),
+    )
+}
+
+/// Child "PR1" with this source and filter, after one successful sync.
+fn synced(source: &str, filter: &str) -> Member {
+    let pr1 = member("PR1", source, filter, &[]);
+    let out = pr1.site.cli(&["sync"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    pr1
+}
+
 /// A top-level site over a generated catalog of `updates`, in English and German.
 fn top(updates: usize, children: &[(&str, &str, u16)]) -> (Member, PathBuf) {
     let site = Site::new();
@@ -670,18 +691,7 @@ fn soap_messages_match_the_specification() {
     assert!(cas.site.cli(&["sync"]).status.success());
     let _svc = cas.start();
     let (proxy, seen) = recording_proxy(cas.base(), Duration::ZERO);
-    let pr1 = member(
-        "PR1",
-        &upstream(proxy, "s"),
-        "[filter]\nlanguages = [\"en\"]\n",
-        &[],
-    );
-    let out = pr1.site.cli(&["sync"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    synced_child(proxy, "\"en\"");
     let seen = seen.lock().unwrap().clone();
     let first = |op: &str, config: Option<bool>| {
         seen.iter()
@@ -818,20 +828,258 @@ fn a_child_syncs_from_a_parent_over_https_trusting_the_configured_certificate() 
         "{err}"
     );
     // ... and with it syncs the parent's catalog.
-    let trusting = member(
-        "PR1",
+    let trusting = synced(
         &format!("{source}tls_ca = {:?}\n", cert.display().to_string()),
         "",
-        &[],
-    );
-    let out = trusting.site.cli(&["sync"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     let digest = |s: &Site| s.cli_json(&["status", "--json"])["content_digest"].clone();
     assert_eq!(digest(&trusting.site), digest(&cas.site));
     let _ = svc.kill();
     let _ = svc.wait();
+}
+
+/// The server alone (no HTTP): the auth sequence, then requests a child should not send.
+#[test]
+fn the_server_answers_bad_requests_with_the_protocols_faults() {
+    use patchsync::hierarchy::{Service, UpstreamServer};
+    let (cas, cab) = top(300, &[("PR1", "s", free_port())]);
+    assert!(cas.site.cli(&["sync"]).status.success());
+    let server = UpstreamServer::new(patchsync::Config::load(&cas.site.config_path()).unwrap());
+    let call = |service, op: &str, inner: &str, auth: Option<&str>| {
+        let ns = if service == Service::DssAuth {
+            soap::NS_AUTH
+        } else {
+            soap::NS_SYNC
+        };
+        let body = soap::envelope(&format!("<{op} xmlns=\"{ns}\">{inner}</{op}>"));
+        let r = server.handle(service, Some(&format!("\"{ns}/{op}\"")), &body, auth);
+        (r.status, soap::body(&r.body))
+    };
+    let code = |r: &(u16, Result<Node, soap::Fault>)| {
+        assert_eq!(r.0, 500);
+        r.1.as_ref().unwrap_err().code.map(|c| c.as_str())
+    };
+    let basic = |s: &str| {
+        use base64::Engine as _;
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(s)
+        )
+    };
+    // Unknown site, wrong secret, no credentials.
+    for auth in [Some(basic("PR9:s")), Some(basic("PR1:x")), None] {
+        let r = call(
+            Service::DssAuth,
+            "GetAuthorizationCookie",
+            "<accountName>PR1</accountName>",
+            auth.as_deref(),
+        );
+        assert_eq!(code(&r), Some("InvalidAuthorizationCookie"), "{auth:?}");
+    }
+    let r = call(
+        Service::DssAuth,
+        "GetAuthorizationCookie",
+        "<accountName>PR1</accountName>",
+        Some(&basic("PR1:s")),
+    );
+    let auth_cookie =
+        r.1.unwrap()
+            .at(&["GetAuthorizationCookieResult", "CookieData"])
+            .unwrap()
+            .text
+            .clone();
+    let get_cookie = |version: &str, data: &str| {
+        call(
+            Service::ServerSync,
+            "GetCookie",
+            &format!(
+                "<authCookies><AuthorizationCookie><PlugInId>DssTargeting</PlugInId><CookieData>{data}</CookieData>\
+                 </AuthorizationCookie></authCookies><protocolVersion>{version}</protocolVersion>"
+            ),
+            None,
+        )
+    };
+    assert_eq!(
+        code(&get_cookie("2.0", &auth_cookie)),
+        Some("IncompatibleProtocolVersion")
+    );
+    assert_eq!(
+        code(&get_cookie("one", &auth_cookie)),
+        Some("InvalidParameters")
+    );
+    assert_eq!(
+        code(&get_cookie("1.7", "Zm9yZ2Vk")),
+        Some("InvalidAuthorizationCookie")
+    );
+    let r = get_cookie("1.7", &auth_cookie);
+    let result = r.1.unwrap();
+    let data = result
+        .at(&["GetCookieResult", "EncryptedData"])
+        .unwrap()
+        .text
+        .clone();
+    let cookie = format!(
+        "<cookie><Expiration>2030-01-01T00:00:00Z</Expiration><EncryptedData>{data}</EncryptedData></cookie>"
+    );
+    let list = |filter: &str| {
+        call(
+            Service::ServerSync,
+            "GetRevisionIdList",
+            &format!("{cookie}<filter>{filter}</filter>"),
+            None,
+        )
+    };
+
+    // An anchor this server did not issue; a filter without classifications.
+    let r = list(
+        "<Anchor>yesterday</Anchor><GetConfig>true</GetConfig><Get63LanguageOnly>false</Get63LanguageOnly>",
+    );
+    assert_eq!(code(&r), Some("InvalidParameters"));
+    let r = list(
+        "<GetConfig>false</GetConfig><Get63LanguageOnly>false</Get63LanguageOnly>\
+         <Categories><IdAndDelta><Id>a3c2375d-0c8a-42f9-bce0-28333e198407</Id><Delta>false</Delta></IdAndDelta></Categories>",
+    );
+    assert_eq!(code(&r), Some("InvalidParameters"));
+    // The categories, then nothing new since the anchor they came with.
+    let r = list("<GetConfig>true</GetConfig><Get63LanguageOnly>false</Get63LanguageOnly>");
+    let res = r.1.unwrap();
+    let res = res.child("GetRevisionIdListResult").unwrap();
+    let n = res.child("NewRevisions").unwrap().children.len();
+    assert_eq!(
+        n as u64,
+        cas.site.sql::<i64>(
+            "SELECT COUNT(*) FROM updates WHERE update_type IN ('Category', 'Detectoid')"
+        ) as u64
+    );
+    let anchor = res.text_of("Anchor").unwrap().to_owned();
+    assert!(anchor.starts_with("1,"), "{anchor}");
+    let r = list(&format!(
+        "<Anchor>{anchor}</Anchor><GetConfig>true</GetConfig><Get63LanguageOnly>false</Get63LanguageOnly>"
+    ));
+    assert_eq!(
+        r.1.unwrap()
+            .at(&["GetRevisionIdListResult", "NewRevisions"])
+            .unwrap()
+            .children
+            .len(),
+        0
+    );
+    // More identities than MaxNumberOfUpdatesPerRequest.
+    let ids = "<UpdateIdentity><UpdateID>a3c2375d-0c8a-42f9-bce0-28333e198407</UpdateID><RevisionNumber>1</RevisionNumber></UpdateIdentity>".repeat(101);
+    let r = call(
+        Service::ServerSync,
+        "GetUpdateData",
+        &format!("{cookie}<updateIds>{ids}</updateIds>"),
+        None,
+    );
+    assert_eq!(code(&r), Some("InvalidParameters"));
+    // No cookie; an operation this server does not offer.
+    let r = call(Service::ServerSync, "GetConfigData", "", None);
+    assert_eq!(code(&r), Some("InvalidCookie"));
+    let r = call(Service::ServerSync, "GetDeployments", &cookie, None);
+    assert_eq!(code(&r), Some("InvalidParameters"));
+    let _ = cab;
+}
+
+/// Real catalogs (Microsoft's categories and detectoids from a WSUS export, HP's vendor
+/// catalog) through a parent to a child: the child's store holds the same rows.
+#[test]
+fn real_catalogs_reach_a_child_row_for_row() {
+    let (Some(wsus), Some(hp)) = (
+        crate::common::shared_data("wsus-export/WSUS.cab"),
+        crate::common::shared_data("third-party/HpCatalogForSms.zip"),
+    ) else {
+        return;
+    };
+    let site = Site::new();
+    let port = free_port();
+    write_config(
+        &site,
+        "CAS",
+        port,
+        &format!(
+            "[[source]]\nname = \"wsus\"\nkind = \"wsus-export\"\npath = {:?}\n\
+             [[source]]\nname = \"hp\"\nkind = \"sdp-catalog\"\npath = {:?}\n",
+            wsus.display().to_string(),
+            hp.display().to_string()
+        ),
+        "[filter]\nproducts = [\"*\"]\nclassifications = [\"*\"]\nlanguages = [\"*\"]\n",
+        &[("PR1", "s", free_port())],
+    );
+    let cas = Member { site, port };
+    assert!(cas.site.cli(&["sync"]).status.success());
+    let _svc = cas.start();
+    let pr1 = synced_child(cas.port, "\"*\"");
+    let (top, child) = (
+        crate::common::catalog(&cas.site.db()),
+        crate::common::catalog(&pr1.site.db()),
+    );
+    // 4,087 updates from the export, 1,829 HP packages (and HP's company and products).
+    assert_eq!(
+        cas.site
+            .sql::<i64>("SELECT COUNT(*) FROM updates WHERE source = 'wsus'"),
+        4087
+    );
+    let everything: i64 = cas.site.sql("SELECT COUNT(*) FROM updates");
+    assert!(everything > 4087 + 1829, "{everything}");
+    assert_eq!(
+        pr1.site.sql::<i64>("SELECT COUNT(*) FROM updates"),
+        everything
+    );
+    assert_eq!(child.len(), top.len());
+    for (a, b) in top.iter().zip(child.iter()) {
+        assert_eq!(a, b);
+    }
+    let severities = |db: &Path| {
+        crate::common::grouped(
+            db,
+            "SELECT msrc_severity, COUNT(*) FROM updates WHERE msrc_severity IS NOT NULL GROUP BY 1 ORDER BY 1",
+        )
+    };
+    assert_eq!(
+        severities(&pr1.site.db()),
+        [
+            ("Critical".to_owned(), 256),
+            ("Important".to_owned(), 494),
+            ("Low".to_owned(), 1079)
+        ]
+    );
+    // HP's packages carry metadata over 5,120 bytes: they travelled compressed
+    // (XmlUpdateBlobCompressed) and still arrived row for row.
+    assert_eq!(
+        cas.site.sql::<i64>(
+            "SELECT COUNT(*) FROM updates WHERE source = 'hp' AND update_type != 'Category'"
+        ),
+        1829
+    );
+    let one: String = cas
+        .site
+        .sql("SELECT u.id FROM updates u JOIN update_xml x ON x.uid = u.uid WHERE u.source = 'hp' ORDER BY length(x.xml) DESC LIMIT 1");
+    let xml = cas.site.cli(&["show", &one, "--xml"]).stdout;
+    assert!(xml.len() > 5120, "{}", xml.len());
+    let digest = |s: &Site| s.cli_json(&["status", "--json"])["content_digest"].clone();
+    assert_eq!(digest(&pr1.site), digest(&cas.site));
+}
+
+/// `XmlUpdateBlobCompressed` may be LZX (Windows' choice): the reader takes the real WSUS
+/// export's LZX cabinet, and a UTF-16 text with its byte-order mark.
+#[test]
+fn compressed_blobs_in_lzx_and_utf16_are_read() {
+    let Some(cab) = crate::common::shared_data("wsus-export/WSUS.cab") else {
+        return;
+    };
+    let text = patchsync::hierarchy::server::decompress_blob(&std::fs::read(cab).unwrap()).unwrap();
+    assert!(
+        text.contains("ExportPackage"),
+        "{}",
+        &text[..200.min(text.len())]
+    );
+    let mut utf16 = vec![0xFF, 0xFE];
+    for u in "<Update>é</Update>".encode_utf16() {
+        utf16.extend_from_slice(&u.to_le_bytes());
+    }
+    assert_eq!(
+        patchsync::hierarchy::server::decode_text(&utf16).unwrap(),
+        "<Update>é</Update>"
+    );
 }
