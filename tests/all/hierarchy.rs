@@ -1083,3 +1083,38 @@ fn compressed_blobs_in_lzx_and_utf16_are_read() {
         "<Update>é</Update>"
     );
 }
+
+/// The top narrows its selection on purpose (`--allow-mass-removal`); its child follows
+/// without being stopped by its own guard, and holds what the top holds.
+#[test]
+fn a_deliberate_narrowing_at_the_top_reaches_the_child() {
+    let (cas, _) = top(600, &[("PR1", "s", free_port())]);
+    assert!(cas.site.cli(&["sync"]).status.success());
+    let _svc = cas.start();
+    let pr1 = synced_child(cas.port, "\"en\"");
+    let product: String = cas.site.sql(
+        "SELECT c.title FROM categories c JOIN update_categories uc ON uc.category_id = c.id
+         WHERE c.kind = 'Product' GROUP BY c.id ORDER BY COUNT(*) LIMIT 1",
+    );
+    let config = std::fs::read_to_string(cas.site.config_path()).unwrap();
+    std::fs::write(
+        cas.site.config_path(),
+        config.replace("products = [\"*\"]", &format!("products = [{product:?}]")),
+    )
+    .unwrap();
+    let refused = cas.site.cli(&["sync"]);
+    assert!(
+        !refused.status.success(),
+        "the top's own guard stops it first"
+    );
+    assert!(
+        cas.site
+            .cli(&["sync", "--allow-mass-removal"])
+            .status
+            .success()
+    );
+    let report = pr1.site.cli_json(&["sync", "--json"]);
+    assert!(report["removed"].as_u64().unwrap() > 100, "{report}");
+    let digest = |s: &Site| s.cli_json(&["status", "--json"])["content_digest"].clone();
+    assert_eq!(digest(&pr1.site), digest(&cas.site));
+}

@@ -346,6 +346,12 @@ impl CatalogSource for UpstreamSource {
         self.languages = Some(keep.clone());
     }
 
+    /// A child has no selection of its own: what it removes, its parent removed (under
+    /// the parent's guard, or with `--allow-mass-removal` there), and it follows.
+    fn removals_already_guarded(&self) -> bool {
+        true
+    }
+
     fn cursor(&mut self) -> Option<String> {
         self.next
             .as_ref()

@@ -119,6 +119,13 @@ pub trait CatalogSource: Send {
         false
     }
 
+    /// Whether the removals this source announces were already checked against the
+    /// mass-removal guard where they were decided (a parent site's, which this site
+    /// follows); such a source is not guarded again.
+    fn removals_already_guarded(&self) -> bool {
+        false
+    }
+
     /// Lists the catalog and fetches what `want` accepts in one pass, returning the listing.
     /// Only called when [`lists_while_fetching`](Self::lists_while_fetching) says so.
     fn list_and_fetch(

@@ -334,13 +334,15 @@ pub(crate) fn sync_source(
         }
         writer.delete_item(id)?;
     }
-    if let Some(problem) = mass_removal(
-        &writer,
-        &name,
-        &report,
-        active_before,
-        cx.mass_removal_percent,
-    )? {
+    if !source.removals_already_guarded()
+        && let Some(problem) = mass_removal(
+            &writer,
+            &name,
+            &report,
+            active_before,
+            cx.mass_removal_percent,
+        )?
+    {
         if cx.plan.is_some() {
             report.warnings.push(problem);
         } else if !cx.options.allow_mass_removal {
