@@ -109,8 +109,8 @@ fn idle(s: &serde_json::Value) -> bool {
     s["service"]["running"] == false && s["service"]["queued"].is_null()
 }
 
-/// When the newest run of a site finished.
-fn last_finished(listen: u16) -> chrono::DateTime<chrono::Utc> {
+/// A site's newest run, as its history has it.
+fn last_run(listen: u16) -> serde_json::Value {
     let text = agent()
         .get(&format!("http://127.0.0.1:{listen}/api/v1/history?limit=1"))
         .call()
@@ -119,7 +119,12 @@ fn last_finished(listen: u16) -> chrono::DateTime<chrono::Utc> {
         .read_to_string()
         .unwrap();
     let h: serde_json::Value = serde_json::from_str(&text).unwrap();
-    chrono::DateTime::parse_from_rfc3339(h[0]["finished"].as_str().unwrap())
+    h[0].clone()
+}
+
+/// When the newest run of a site finished.
+fn last_finished(listen: u16) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(last_run(listen)["finished"].as_str().unwrap())
         .unwrap()
         .with_timezone(&chrono::Utc)
 }
@@ -246,17 +251,7 @@ fn main() {
         .iter()
         .map(|p| (last_finished(*p) - top_end).num_milliseconds() as f64 / 1000.0)
         .collect();
-    let top_delta = {
-        let text = agent()
-            .get(&format!("http://127.0.0.1:{p_top}/api/v1/history?limit=1"))
-            .call()
-            .unwrap()
-            .body_mut()
-            .read_to_string()
-            .unwrap();
-        let h: serde_json::Value = serde_json::from_str(&text).unwrap();
-        h[0]["duration_ms"].as_f64().unwrap_or(0.0) / 1000.0
-    };
+    let top_delta = last_run(p_top)["duration_ms"].as_f64().unwrap_or(0.0) / 1000.0;
     for c in [sec1_svc, pr2_svc, pr1_svc, top_svc] {
         stop(c);
     }

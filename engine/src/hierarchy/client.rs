@@ -443,7 +443,7 @@ impl CatalogSource for UpstreamSource {
                 let node = r?;
                 let got = read_update_data(&node, &self_name, base, next, sink)?;
                 if let Some(gone) = chunk.iter().find(|i| !got.contains(i)) {
-                    return Err(source_err(
+                    return Err(Error::source(
                         &self_name,
                         format!("update {} revision {}", gone.id, gone.revision),
                         "the parent no longer offers this revision (it synced meanwhile); the \
@@ -480,7 +480,7 @@ fn read_update_data(
     sink: &mut dyn FnMut(Fetched) -> Result<()>,
 ) -> Result<HashSet<Identity>> {
     let result = r.child("GetUpdateDataResult").ok_or_else(|| {
-        source_err(
+        Error::source(
             name,
             "GetUpdateData",
             "the answer has no GetUpdateDataResult",
@@ -499,7 +499,7 @@ fn read_update_data(
             })
         });
         let Some(identity) = identity else {
-            return Err(source_err(
+            return Err(Error::source(
                 name,
                 "GetUpdateData",
                 "an update's Id is missing or malformed",
@@ -513,14 +513,14 @@ fn read_update_data(
             (Some(b), _) if !b.text.trim().is_empty() => b.text.clone(),
             (_, Some(c)) => {
                 let raw = B64.decode(c.as_bytes()).map_err(|e| {
-                    source_err(
+                    Error::source(
                         name,
                         &item,
                         format!("XmlUpdateBlobCompressed is not base64: {e}"),
                     )
                 })?;
                 decompress_blob(&raw).map_err(|m| {
-                    source_err(
+                    Error::source(
                         name,
                         &item,
                         format!("XmlUpdateBlobCompressed cannot be read: {m}"),
@@ -528,7 +528,7 @@ fn read_update_data(
                 })?
             }
             _ => {
-                return Err(source_err(
+                return Err(Error::source(
                     name,
                     &item,
                     "the parent sent no metadata for it",
@@ -536,7 +536,7 @@ fn read_update_data(
             }
         };
         let mut update = crate::source::parse_stored(&xml).map_err(|m| {
-            source_err(
+            Error::source(
                 name,
                 &item,
                 format!("the metadata the parent sent is malformed: {m}"),
@@ -578,12 +578,4 @@ fn read_update_data(
         }
     }
     Ok(got)
-}
-
-fn source_err(name: &str, item: impl Into<String>, message: impl Into<String>) -> Error {
-    Error::Source {
-        source_name: name.to_owned(),
-        item: item.into(),
-        message: message.into(),
-    }
 }

@@ -16,13 +16,14 @@ pub const NOTIFY_PATH: &str = "/api/v1/hierarchy/notify";
 /// Where a parent takes its children's reports.
 pub const REPORT_PATH: &str = "/api/v1/hierarchy/report";
 
-/// An HTTP agent for one link: statuses as values, no redirects, and (for https with a
-/// private certificate) only the certificates in `ca` trusted.
-pub fn agent(ca: Option<&Path>, timeout: Duration) -> Result<ureq::Agent, String> {
+/// An HTTP agent for one link: statuses as values, no redirects, an overall `timeout`
+/// (`None`: a stream that may last), and (for https with a private certificate) only the
+/// certificates in `ca` trusted.
+pub fn agent(ca: Option<&Path>, timeout: Option<Duration>) -> Result<ureq::Agent, String> {
     let mut b = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_connect(Some(Duration::from_secs(10)))
-        .timeout_global(Some(timeout))
+        .timeout_global(timeout)
         .max_redirects(0);
     if let Some(ca) = ca {
         let pem = std::fs::read(ca).map_err(|e| format!("cannot read {}: {e}", ca.display()))?;
@@ -56,7 +57,7 @@ fn post(
     body: Option<&str>,
     attempts: u32,
 ) -> Result<(), String> {
-    let agent = agent(ca, Duration::from_secs(15))?;
+    let agent = agent(ca, Some(Duration::from_secs(15)))?;
     let mut last = String::new();
     for attempt in 0..attempts.max(1) {
         if attempt > 0 {

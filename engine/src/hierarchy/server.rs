@@ -679,8 +679,8 @@ fn refusal(r: &Refused) -> &'static str {
     }
 }
 
-/// `Basic base64(user:secret)`.
-fn basic_credentials(header: Option<&str>) -> Option<(String, String)> {
+/// The user and secret of an `Authorization: Basic base64(user:secret)` header.
+pub fn basic_credentials(header: Option<&str>) -> Option<(String, String)> {
     let v = header?.trim().strip_prefix("Basic ")?;
     let raw = B64.decode(v.trim()).ok()?;
     let s = String::from_utf8(raw).ok()?;

@@ -60,7 +60,7 @@ pub struct Session {
 impl Session {
     pub fn new(name: &str, base: &str, auth: UpstreamAuth) -> Session {
         let (agent, agent_error) =
-            match super::links::agent(auth.tls_ca.as_deref(), Duration::from_secs(300)) {
+            match super::links::agent(auth.tls_ca.as_deref(), Some(Duration::from_secs(300))) {
                 Ok(a) => (a, None),
                 Err(m) => (ureq::Agent::new_with_defaults(), Some(m)),
             };
@@ -85,11 +85,7 @@ impl Session {
     }
 
     pub fn err(&self, item: impl Into<String>, message: impl Into<String>) -> Error {
-        Error::Source {
-            source_name: self.name.clone(),
-            item: item.into(),
-            message: message.into(),
-        }
+        Error::source(&self.name, item, message)
     }
 
     /// One POST of a SOAP body; faults and transport failures apart.

@@ -30,26 +30,10 @@ pub fn trigger(
         .context(
             "no token: pass --token, or set [service] token or the PATCHSYNC_TOKEN variable",
         )?;
-    let mut builder = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(None);
     // The service's own certificate (self-signed, or from a private CA) is trusted.
-    if let Some((cert, _)) = &cfg.service.tls {
-        let pem = std::fs::read(cert)
-            .with_context(|| format!("cannot read [service] tls_cert {}", cert.display()))?;
-        let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
-            .filter_map(|item| match item {
-                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
-                _ => None,
-            })
-            .collect();
-        builder = builder.tls_config(
-            ureq::tls::TlsConfig::builder()
-                .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(certs)))
-                .build(),
-        );
-    }
-    let agent: ureq::Agent = builder.build().into();
+    let cert = cfg.service.tls.as_ref().map(|(cert, _)| cert.as_path());
+    let agent = patchsync::hierarchy::links::agent(cert, None)
+        .map_err(|m| anyhow::anyhow!("[service] tls_cert: {m}"))?;
     // Subscribe first, so the end of a short sync is not missed.
     let stream = if wait {
         let resp = agent

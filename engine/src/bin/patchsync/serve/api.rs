@@ -14,7 +14,6 @@ use axum::{Json, Router};
 use patchsync::store::{Store, UpdateQuery};
 use serde::Deserialize;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use super::messages;
 use super::worker::{Shared, Trigger};
@@ -94,18 +93,6 @@ struct TriggerBody {
     full: bool,
 }
 
-/// Compares through SHA-256, so neither the contents nor the length leak through timing.
-fn same_token(given: &str, expected: &str) -> bool {
-    let (a, b) = (
-        Sha256::digest(given.as_bytes()),
-        Sha256::digest(expected.as_bytes()),
-    );
-    a.iter()
-        .zip(b.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0
-}
-
 /// `Err` carries the refusal to send.
 fn authorized(shared: &Shared, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let refuse = |status, message: String| Box::new(error(status, message));
@@ -123,7 +110,7 @@ fn authorized(shared: &Shared, headers: &HeaderMap) -> Result<(), Box<Response>>
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match given {
-        Some(t) if same_token(t.trim(), expected) => Ok(()),
+        Some(t) if patchsync::hierarchy::server::same_secret(t.trim(), expected) => Ok(()),
         Some(_) => Err(refuse(StatusCode::UNAUTHORIZED, "wrong token".into())),
         None => Err(refuse(
             StatusCode::UNAUTHORIZED,

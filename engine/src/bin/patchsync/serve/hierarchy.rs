@@ -10,10 +10,9 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
 use chrono::Utc;
-use patchsync::hierarchy::{LinkEvent, Service, SiteView, server::same_secret};
+use patchsync::hierarchy::server::{basic_credentials, same_secret};
+use patchsync::hierarchy::{LinkEvent, Service, SiteView};
 use patchsync::store::Store;
 use serde_json::json;
 
@@ -129,13 +128,13 @@ fn save_tree(shared: &Shared, tree: &patchsync::hierarchy::SiteTree) {
     }
 }
 
-/// `Basic base64(site:secret)`.
+/// The site and secret of the request's `Authorization: Basic` header.
 fn basic(headers: &HeaderMap) -> Option<(String, String)> {
-    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let raw = B64.decode(v.trim().strip_prefix("Basic ")?.trim()).ok()?;
-    let s = String::from_utf8(raw).ok()?;
-    let (u, p) = s.split_once(':')?;
-    Some((u.to_owned(), p.to_owned()))
+    basic_credentials(
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+    )
 }
 
 /// A child's status and subtree, after each of its syncs.
