@@ -238,7 +238,10 @@ impl Engine {
         observer: &mut dyn FnMut(&SyncEvent),
     ) -> Result<SyncReport> {
         let _lock = self.lock()?;
-        self.run_configured(only, options, None, observer)
+        self.store.defer_checkpoints()?;
+        let result = self.run_configured(only, options, None, observer);
+        self.store.checkpoint_later();
+        result
     }
 
     /// Runs the configured sources (those in `only`, if given) and then the host's own.

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::server::decompress_blob;
 use super::session::Session;
-use super::soap::{self, NS_EXT, Node, text};
+use super::soap::{self, Node, text};
 use crate::config::UpstreamAuth;
 use crate::error::{Error, Result};
 use crate::filter::LanguageSelection;
@@ -182,46 +182,33 @@ impl UpstreamSource {
             ids("Categories", products),
             ids("Classifications", classifications),
         );
-        let r = self.session.call("GetRevisionIdList", &inner)?;
-        let result = r.child("GetRevisionIdListResult").ok_or_else(|| {
-            self.err(
+        let r = self
+            .session
+            .call_read("GetRevisionIdList", &inner, super::revisions::read)?;
+        if !r.has_result {
+            return Err(self.err(
                 "GetRevisionIdList",
                 "the answer has no GetRevisionIdListResult",
-            )
-        })?;
+            ));
+        }
+        if r.malformed_identity {
+            return Err(self.err(
+                "GetRevisionIdList",
+                "an UpdateIdentity lacks a GUID or a revision number",
+            ));
+        }
         let mut out = Revisions {
-            anchor: result.text_of("Anchor").map(str::to_owned),
+            anchor: r.anchor,
+            ids: r.ids,
             complete: anchor.is_none(),
             ..Default::default()
         };
-        for u in result
-            .child("NewRevisions")
-            .map(|n| n.all("UpdateIdentity").collect::<Vec<_>>())
-            .unwrap_or_default()
-        {
-            let id = u.text_of("UpdateID").and_then(|s| UpdateId::parse(s).ok());
-            let rev = u.text_of("RevisionNumber").and_then(|s| s.parse().ok());
-            match (id, rev) {
-                (Some(id), Some(revision)) => out.ids.push(Identity { id, revision }),
-                _ => {
-                    return Err(self.err(
-                        "GetRevisionIdList",
-                        "an UpdateIdentity lacks a GUID or a revision number",
-                    ));
-                }
-            }
-        }
         // patchsync's extension (absent from a WSUS server's answers).
-        if let Some(x) = result.all("Listing").find(|n| n.ns == NS_EXT) {
-            let ids = |name: &str| -> Vec<UpdateId> {
-                x.all(name)
-                    .filter_map(|n| UpdateId::parse(n.text.trim()).ok())
-                    .collect()
-            };
-            out.expired = ids("Expired");
-            out.removed = ids("Removed");
-            out.complete |= x.text_of("Complete").and_then(soap::boolean) == Some(true);
-            out.version = x.text_of("Version").and_then(|v| v.parse().ok());
+        if let Some(x) = r.listing {
+            out.expired = x.expired;
+            out.removed = x.removed;
+            out.complete |= x.complete;
+            out.version = x.version;
         }
         Ok(out)
     }

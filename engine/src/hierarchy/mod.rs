@@ -3,12 +3,14 @@
 //! store, `client` is the `upstream` catalog source a child syncs its parent with (`session` its
 //! authenticated, retried calls),
 //! `tree` is the status the children roll up, `links` the notifications and reports along a link, `cookie` signs the protocol's cookies and
-//! `soap` frames the messages.
+//! `soap` frames the messages
+//! and `revisions` reads the (possibly very long) revision lists as a stream.
 
 pub mod client;
 pub mod cookie;
 mod languages;
 pub mod links;
+mod revisions;
 pub mod server;
 pub mod session;
 pub mod soap;

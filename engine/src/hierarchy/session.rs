@@ -96,6 +96,18 @@ impl Session {
         body: &str,
         basic: bool,
     ) -> std::result::Result<Node, CallError> {
+        self.post_read(url, action, body, basic, soap::body)
+    }
+
+    /// [`post`](Self::post) with the answer read by `read` (a fault is its `Err`).
+    fn post_read<T>(
+        &self,
+        url: &str,
+        action: &str,
+        body: &str,
+        basic: bool,
+        read: fn(&str) -> std::result::Result<T, Fault>,
+    ) -> std::result::Result<T, CallError> {
         let mut req = self
             .agent
             .post(url)
@@ -127,7 +139,7 @@ impl Session {
             .limit(256 << 20)
             .read_to_string()
             .map_err(|e| CallError::Transport(format!("the answer from {url} broke off: {e}")))?;
-        match soap::body(&text) {
+        match read(&text) {
             Ok(n) if status == 200 => Ok(n),
             Ok(_) => Err(CallError::Transport(format!(
                 "{url} answered HTTP {status}"
@@ -226,6 +238,16 @@ impl Session {
     /// A server-sync call carrying the session cookie, authenticating first when needed,
     /// retried on transport failures and rejected cookies.
     pub fn call(&mut self, op: &str, inner: &str) -> Result<Node> {
+        self.call_read(op, inner, soap::body)
+    }
+
+    /// [`call`](Self::call) with the answer read by `read` instead of as an element tree.
+    pub fn call_read<T>(
+        &mut self,
+        op: &str,
+        inner: &str,
+        read: fn(&str) -> std::result::Result<T, Fault>,
+    ) -> Result<T> {
         let url = format!("{}/{SYNC_SERVICE_PATH}", self.base);
         let mut delay = self.retry.first_delay;
         let mut last = String::new();
@@ -250,7 +272,7 @@ impl Session {
                 "<{op} xmlns=\"{NS_SYNC}\"><cookie><Expiration>{exp}</Expiration>\
                  <EncryptedData>{data}</EncryptedData></cookie>{inner}</{op}>"
             );
-            match self.post(&url, &format!("{NS_SYNC}/{op}"), &body, false) {
+            match self.post_read(&url, &format!("{NS_SYNC}/{op}"), &body, false, read) {
                 Ok(n) => return Ok(n),
                 Err(CallError::Transport(m)) => last = m,
                 Err(CallError::Tls(m)) => return Err(self.err(op, m)),

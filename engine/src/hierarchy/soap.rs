@@ -221,9 +221,10 @@ pub fn body(xml: &str) -> Result<Node, Fault> {
         });
     }
     let first = root
-        .child("Body")
-        .and_then(|b| b.children.first())
-        .cloned()
+        .children
+        .into_iter()
+        .find(|c| c.name == "Body")
+        .and_then(|b| b.children.into_iter().next())
         .ok_or_else(|| Fault {
             code: None,
             message: "the SOAP body is empty".into(),

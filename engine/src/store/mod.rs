@@ -31,6 +31,12 @@ pub const PRAGMAS: &str = "PRAGMA page_size = 16384;
      PRAGMA cache_size = -65536;
      PRAGMA temp_store = MEMORY;";
 
+/// Prepared statements kept per connection.
+const STATEMENT_CACHE: usize = 128;
+
+/// SQLite's default automatic checkpoint threshold (WAL pages).
+const AUTO_CHECKPOINT_PAGES: i64 = 1000;
+
 /// How long a reader waits for a writer's lock before giving up.
 const BUSY_TIMEOUT_MS: u64 = 5_000;
 
@@ -38,6 +44,8 @@ const BUSY_TIMEOUT_MS: u64 = 5_000;
 pub struct Store {
     pub(crate) conn: Connection,
     path: PathBuf,
+    /// A checkpoint running on its own connection after a sync (see `checkpoint_later`).
+    checkpoint: Option<std::thread::JoinHandle<()>>,
 }
 
 /// What the store remembers about one source between syncs.
@@ -50,6 +58,14 @@ pub struct SourceState {
     pub cursor: Option<String>,
 }
 
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Some(t) = self.checkpoint.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 impl Store {
     /// Opens (creating if needed) the store at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Store> {
@@ -60,6 +76,7 @@ impl Store {
         let mut store = Store {
             conn,
             path: path.to_owned(),
+            checkpoint: None,
         };
         store.configure()?;
         store.migrate()?;
@@ -84,6 +101,7 @@ impl Store {
         let store = Store {
             conn,
             path: path.to_owned(),
+            checkpoint: None,
         };
         let v: i64 = store
             .conn
@@ -99,6 +117,37 @@ impl Store {
         &self.path
     }
 
+    /// Stops commits from copying the WAL back into the database file (SQLite's automatic
+    /// checkpoint) until `checkpoint_later`; waits for a checkpoint still running.
+    pub(crate) fn defer_checkpoints(&mut self) -> Result<()> {
+        if let Some(t) = self.checkpoint.take() {
+            let _ = t.join();
+        }
+        self.conn
+            .pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Checkpoints the WAL on a thread of its own, so a sync's caller (which tells child
+    /// sites, reports to its parent) does not wait for the copy; automatic checkpoints
+    /// resume. Dropping the store waits for it. A checkpoint that fails (another one
+    /// running) leaves the WAL to the next: nothing is lost either way.
+    pub(crate) fn checkpoint_later(&mut self) {
+        let _ = self
+            .conn
+            .pragma_update(None, "wal_autocheckpoint", AUTO_CHECKPOINT_PAGES);
+        let path = self.path.clone();
+        let spawned = std::thread::Builder::new()
+            .name("patchsync-checkpoint".into())
+            .spawn(move || {
+                if let Ok(conn) = Connection::open(&path) {
+                    let _ = conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS));
+                    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                }
+            });
+        self.checkpoint = spawned.ok();
+    }
+
     pub(crate) fn err(&self, e: impl std::fmt::Display) -> Error {
         store_err(&self.path, e)
     }
@@ -111,6 +160,10 @@ impl Store {
     }
 
     fn configure(&mut self) -> Result<()> {
+        // The sync's write path uses a few dozen statements per update; the default cache of
+        // 16 would prepare some of them again for every update.
+        self.conn
+            .set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         self.conn
             .busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS))
             .map_err(|e| store_err(&self.path, e))?;

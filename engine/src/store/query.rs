@@ -698,18 +698,26 @@ impl Store {
         use sha1::{Digest, Sha1};
         // One pass over the table in storage order, sorted in memory: ordering by id
         // through its index would visit the rows at random (seconds on a large catalog).
+        // GUIDs sort as their lowercase hyphenated text does, so the order is the text's.
         let mut stmt = self
             .conn
             .prepare("SELECT id, revision FROM updates NOT INDEXED WHERE state = 'active'")
             .map_err(|e| self.err(e))?;
-        let mut active: Vec<(String, u32)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .and_then(|rows| rows.collect())
-            .map_err(|e| self.err(e))?;
+        let mut active: Vec<(UpdateId, u32)> = Vec::new();
+        let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
+        while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+            let text = r
+                .get_ref(0)
+                .and_then(|v| Ok(v.as_str()?))
+                .map_err(|e| self.err(e))?;
+            let id = UpdateId::parse(text).map_err(|m| self.err(format!("updates: {m}")))?;
+            active.push((id, r.get(1).map_err(|e| self.err(e))?));
+        }
         active.sort_unstable();
         let mut h = Sha1::new();
+        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
         for (id, rev) in &active {
-            h.update(id.as_bytes());
+            h.update(id.0.hyphenated().encode_lower(&mut text).as_bytes());
             h.update(rev.to_be_bytes());
         }
         Ok(format!("{:x}", h.finalize()))

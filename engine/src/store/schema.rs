@@ -190,4 +190,10 @@ INSERT INTO meta (key, value) SELECT 'removals_since', value FROM meta WHERE key
     r#"
 ALTER TABLE sync_runs ADD COLUMN error_code INTEGER;
 "#,
+    // 7: a source's active updates counted from the index alone (the mass-removal guard
+    // counts them on every changing sync; through the table that was random reads).
+    r#"
+DROP INDEX updates_by_source;
+CREATE INDEX updates_by_source ON updates (source, update_type, state);
+"#,
 ];

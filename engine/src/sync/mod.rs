@@ -10,7 +10,7 @@ mod supersede;
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
-use rusqlite::TransactionBehavior;
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 pub(crate) use import::import_update;
 pub use import::{ImportReport, ImportTarget, PinnedUpdate};
@@ -127,25 +127,46 @@ pub(crate) fn sync_source(
 
     // List and diff. A source that lists while it fetches (a package without an index) is
     // read once in a delta sync: the diff is decided record by record against the store.
-    let items = load_items(store, &name)?;
-    let refetch = |old: u32, rev: u32, verdict: ItemVerdict| {
-        cx.options.full
-            || old != rev
-            || (verdict == ItemVerdict::Excluded && selection_changed)
-            || (verdict == ItemVerdict::Stored && languages_changed)
-    };
-    let single_pass = source.lists_while_fetching() && !items.is_empty() && !cx.options.full;
-    let mut listed: HashMap<UpdateId, u32> = HashMap::new();
-    let mut wanted: HashSet<Identity> = HashSet::new();
-    let mut complete = true;
-    let mut feed = (Vec::new(), Vec::new());
+    let has_items = store
+        .conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM catalog_items WHERE source = ?1)",
+            [&name],
+            |r| r.get::<_, bool>(0),
+        )
+        .map_err(|e| store.err(e))?;
+    let single_pass = source.lists_while_fetching() && has_items && !cx.options.full;
     if !single_pass {
         (cx.emit)(SyncEvent::PhaseStarted {
             source: name.clone(),
             phase: Phase::Listing,
             total: 0,
         });
-        let listing = source.list()?;
+    }
+    let listing = if single_pass {
+        None
+    } else {
+        Some(source.list()?)
+    };
+    // A short change list (an upstream's delta) is looked up id by id; anything else
+    // loads the source's whole catalog once.
+    let items = match &listing {
+        Some(l) if !l.complete && l.entries.len() <= ITEM_LOOKUP_LIMIT => {
+            listed_items(store, &name, &l.entries)?
+        }
+        _ => load_items(store, &name)?,
+    };
+    let refetch = |old: u32, rev: u32, verdict: ItemVerdict| {
+        cx.options.full
+            || old != rev
+            || (verdict == ItemVerdict::Excluded && selection_changed)
+            || (verdict == ItemVerdict::Stored && languages_changed)
+    };
+    let mut listed: HashMap<UpdateId, u32> = HashMap::new();
+    let mut wanted: HashSet<Identity> = HashSet::new();
+    let mut complete = true;
+    let mut feed = (Vec::new(), Vec::new());
+    if let Some(listing) = listing {
         listed.reserve(listing.entries.len());
         for e in &listing.entries {
             let r = listed.entry(e.id).or_insert(e.revision);
@@ -742,6 +763,44 @@ pub(crate) fn count_change(
             }
         }
     }
+}
+
+/// A change list at most this long is looked up in `catalog_items` id by id.
+const ITEM_LOOKUP_LIMIT: usize = 20_000;
+
+/// What `catalog_items` says about the listed ids only.
+fn listed_items(
+    store: &Store,
+    source: &str,
+    entries: &[Identity],
+) -> Result<HashMap<UpdateId, (u32, ItemVerdict)>> {
+    let mut out = HashMap::with_capacity(entries.len());
+    let mut stmt = store
+        .conn
+        .prepare(
+            "SELECT revision, verdict = 'stored' FROM catalog_items WHERE source = ?1 AND update_id = ?2",
+        )
+        .map_err(|e| store.err(e))?;
+    for e in entries {
+        if out.contains_key(&e.id) {
+            continue;
+        }
+        let row = stmt
+            .query_row(params![source, e.id.to_string()], |r| {
+                Ok((r.get::<_, u32>(0)?, r.get::<_, bool>(1)?))
+            })
+            .optional()
+            .map_err(|e| store.err(e))?;
+        if let Some((rev, stored)) = row {
+            let v = if stored {
+                ItemVerdict::Stored
+            } else {
+                ItemVerdict::Excluded
+            };
+            out.insert(e.id, (rev, v));
+        }
+    }
+    Ok(out)
 }
 
 fn load_items(store: &Store, source: &str) -> Result<HashMap<UpdateId, (u32, ItemVerdict)>> {
