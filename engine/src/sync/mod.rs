@@ -807,21 +807,19 @@ fn load_items(store: &Store, source: &str) -> Result<HashMap<UpdateId, (u32, Ite
     let mut out = HashMap::new();
     let mut stmt = store
         .conn
-        .prepare("SELECT update_id, revision, verdict FROM catalog_items WHERE source = ?1")
+        .prepare(
+            "SELECT update_id, revision, verdict = 'stored' FROM catalog_items WHERE source = ?1",
+        )
         .map_err(|e| store.err(e))?;
-    let rows = stmt
-        .query_map([source], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, u32>(1)?,
-                r.get::<_, String>(2)?,
-            ))
-        })
-        .map_err(|e| store.err(e))?;
-    for row in rows {
-        let (id, rev, verdict) = row.map_err(|e| store.err(e))?;
-        let id = UpdateId::parse(&id).map_err(|m| store.err(format!("catalog_items: {m}")))?;
-        let v = if verdict == "stored" {
+    let mut rows = stmt.query([source]).map_err(|e| store.err(e))?;
+    while let Some(r) = rows.next().map_err(|e| store.err(e))? {
+        let text = r
+            .get_ref(0)
+            .and_then(|v| Ok(v.as_str()?))
+            .map_err(|e| store.err(e))?;
+        let id = UpdateId::parse(text).map_err(|m| store.err(format!("catalog_items: {m}")))?;
+        let rev: u32 = r.get(1).map_err(|e| store.err(e))?;
+        let v = if r.get::<_, bool>(2).map_err(|e| store.err(e))? {
             ItemVerdict::Stored
         } else {
             ItemVerdict::Excluded
