@@ -203,6 +203,9 @@ pub enum SourceKind {
     Plugin,
     /// The parent site, or a WSUS server, over MS-WSUSSS; `path` is its URL.
     Upstream,
+    /// A WSUS server or Microsoft Update as a top-level site's catalog source, over
+    /// MS-WSUSSS: the site's products and classifications are what it asks for.
+    WsusServer,
 }
 
 impl SourceKind {
@@ -213,6 +216,7 @@ impl SourceKind {
         "sdp-catalog",
         "plugin",
         "upstream",
+        "wsus-server",
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -223,6 +227,7 @@ impl SourceKind {
             SourceKind::SdpCatalog => "sdp-catalog",
             SourceKind::Plugin => "plugin",
             SourceKind::Upstream => "upstream",
+            SourceKind::WsusServer => "wsus-server",
         }
     }
 
@@ -234,6 +239,7 @@ impl SourceKind {
             "sdp-catalog" => Some(SourceKind::SdpCatalog),
             "plugin" => Some(SourceKind::Plugin),
             "upstream" => Some(SourceKind::Upstream),
+            "wsus-server" => Some(SourceKind::WsusServer),
             _ => None,
         }
     }
@@ -242,7 +248,10 @@ impl SourceKind {
     pub fn takes_url(self) -> bool {
         matches!(
             self,
-            SourceKind::Wsusscn2 | SourceKind::SdpCatalog | SourceKind::Upstream
+            SourceKind::Wsusscn2
+                | SourceKind::SdpCatalog
+                | SourceKind::Upstream
+                | SourceKind::WsusServer
         )
     }
 }
@@ -700,24 +709,48 @@ impl Config {
                 }
                 _ => None,
             };
-            let auth = if kind == SourceKind::Upstream {
+            let auth = if matches!(kind, SourceKind::Upstream | SourceKind::WsusServer) {
                 if !matches!(location, Location::Url(_)) {
                     return Err(fail(
                         Some(s.path.span()),
-                        "[[source]] path: an upstream source is the parent's URL, e.g. \
-                         \"http://cas.contoso.com:8530/\""
-                            .into(),
+                        format!(
+                            "[[source]] path: a{} source is the {}'s URL, e.g. \"{}\"",
+                            if kind == SourceKind::Upstream {
+                                "n upstream"
+                            } else {
+                                " wsus-server"
+                            },
+                            if kind == SourceKind::Upstream {
+                                "parent"
+                            } else {
+                                "server"
+                            },
+                            if kind == SourceKind::Upstream {
+                                "http://cas.contoso.com:8530/"
+                            } else {
+                                "https://wsus.contoso.com:8531/"
+                            }
+                        ),
                     ));
                 }
                 Some(UpstreamAuth {
                     site: site.name.get_ref().trim().to_owned(),
-                    secret: secret_from(
-                        s.secret.as_ref(),
-                        s.secret_env.as_ref(),
-                        "[[source]] secret",
-                        &fail,
-                        s.name.span(),
-                    )?,
+                    // A WSUS server identifies its downstream servers by name; a secret is
+                    // only sent (as HTTP Basic) when one is configured.
+                    secret: if kind == SourceKind::WsusServer
+                        && s.secret.is_none()
+                        && s.secret_env.is_none()
+                    {
+                        String::new()
+                    } else {
+                        secret_from(
+                            s.secret.as_ref(),
+                            s.secret_env.as_ref(),
+                            "[[source]] secret",
+                            &fail,
+                            s.name.span(),
+                        )?
+                    },
                     tls_ca: match &s.tls_ca {
                         Some(c) => Some(existing_file(
                             &resolve(c.get_ref()),
@@ -732,19 +765,20 @@ impl Config {
                 if let Some(e) = &s.secret_env {
                     return Err(fail(
                         Some(e.span()),
-                        "[[source]] secret_env: only upstream sources take a secret".into(),
+                        "[[source]] secret_env: only upstream and wsus-server sources take a secret".into(),
                     ));
                 }
                 if let Some(c) = &s.tls_ca {
                     return Err(fail(
                         Some(c.span()),
-                        "[[source]] tls_ca: only upstream sources take one".into(),
+                        "[[source]] tls_ca: only upstream and wsus-server sources take one".into(),
                     ));
                 }
                 if s.secret.is_some() {
                     return Err(fail(
                         Some(s.name.span()),
-                        "[[source]] secret: only upstream sources take a secret".into(),
+                        "[[source]] secret: only upstream and wsus-server sources take a secret"
+                            .into(),
                     ));
                 }
                 None
@@ -1259,7 +1293,7 @@ store = "data/patchsync.db"
 # log = "data/sync.log"
 
 # Catalog sources, synced in this order. Kinds: wsus-export, directory, wsusscn2,
-# sdp-catalog, plugin (a WebAssembly source plugin: `path` is its manifest). wsusscn2 and sdp-catalog also take an https:// URL as `path`, and any
+# sdp-catalog, wsus-server, upstream, plugin (a WebAssembly source plugin: `path` is its manifest). wsusscn2 and sdp-catalog also take an https:// URL as `path`, and any
 # file source an optional `sha256 = "..."` pin that rejects a catalog with another digest.
 [[source]]
 name = "contoso-export"
@@ -1283,6 +1317,13 @@ path = "exports/WSUS.cab"
 # kind = "upstream"             # the parent's `patchsync serve` (or a WSUS server), MS-WSUSSS
 # path = "http://cas.contoso.com:8530/"
 # secret_env = "PATCHSYNC_PARENT_SECRET"   # equal to the parent's [[child]] secret for this site
+
+# A top-level site can take its catalog from a WSUS server over the same protocol; it asks
+# for the [filter] products and classifications only:
+# [[source]]
+# name = "corp-wsus"
+# kind = "wsus-server"
+# path = "https://wsus.contoso.com:8531/"
 
 # [[source]]
 # name = "contoso"

@@ -503,6 +503,8 @@ impl Engine {
                 version,
                 emit: &mut emit,
                 mass_removal_percent: self.config.filter.mass_removal_percent,
+                products: &self.config.filter.products,
+                classifications: &self.config.filter.classifications,
                 cancel: self.cancel.clone(),
                 plan: plan.as_deref_mut(),
             };

@@ -259,6 +259,14 @@ impl ProductClassificationFilter {
         }
     }
 
+    /// The products and classifications `prepare` resolved (`None`: all).
+    pub fn resolved(&self) -> (Option<&HashSet<UpdateId>>, Option<&HashSet<UpdateId>>) {
+        (
+            matches!(self.products, Pick::Some(_)).then_some(&self.product_set),
+            matches!(self.classifications, Pick::Some(_)).then_some(&self.classification_set),
+        )
+    }
+
     fn resolve(tree: &CategoryTree, wanted: &str, kinds: &[CategoryKind]) -> Vec<UpdateId> {
         if let Ok(id) = UpdateId::parse(wanted) {
             return vec![id];

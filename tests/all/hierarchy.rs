@@ -558,6 +558,34 @@ fn a_child_site_takes_its_selection_from_the_top() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("shared secret"), "{e}");
+    // A WSUS server is a top-level site's source: products and classifications are its
+    // own, no secret is needed, other sources may sit beside it; its path is a URL.
+    let wsus = "[site]\nname = \"TOP\"\nstore = \"s.db\"\n[[source]]\nname = \"w\"\nkind = \"wsus-server\"\n";
+    let cfg = patchsync::Config::parse(
+        &format!(
+            "{wsus}path = \"https://wsus.contoso.com:8531/\"\n[[source]]\nname = \"d\"\nkind = \"directory\"\npath = \"d\"\n\
+             [filter]\nproducts = [\"Windows 11\"]\nclassifications = [\"Security Updates\"]\n"
+        ),
+        &dir.path().join("p.toml"),
+        dir.path(),
+    )
+    .unwrap();
+    assert!(cfg.upstream().is_none(), "not a child");
+    assert_eq!(
+        cfg.filter.products,
+        patchsync::filter::Pick::Some(vec!["Windows 11".into()])
+    );
+    let e = patchsync::Config::parse(
+        &format!("{wsus}path = \"wsus.cab\"\n"),
+        &dir.path().join("p.toml"),
+        dir.path(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("a wsus-server source is the server's URL"),
+        "{e}"
+    );
 }
 
 /// What a recording proxy saw: (SOAPAction, request body, response body).
@@ -1117,4 +1145,87 @@ fn a_deliberate_narrowing_at_the_top_reaches_the_child() {
     assert!(report["removed"].as_u64().unwrap() > 100, "{report}");
     let digest = |s: &Site| s.cli_json(&["status", "--json"])["content_digest"].clone();
     assert_eq!(digest(&pr1.site), digest(&cas.site));
+}
+
+/// A top-level site whose source is a WSUS server (`kind = "wsus-server"`; here a
+/// patchsync site speaking the same protocol) asks it for its own products and
+/// classifications only, and a product added later arrives with `Delta = false`: it ends
+/// with the same catalog as a site filtering the same package locally.
+#[test]
+fn a_top_level_site_asks_a_wsus_server_for_its_selection_only() {
+    let (cas, cab) = top(600, &[("EDGE", "s", free_port())]);
+    assert!(cas.site.cli(&["sync"]).status.success());
+    let _svc = cas.start();
+    let products: Vec<String> = {
+        let conn = rusqlite::Connection::open(cas.site.db()).unwrap();
+        let mut stmt = conn
+            .prepare(
+                "SELECT c.title FROM categories c JOIN update_categories uc ON uc.category_id = c.id
+                 WHERE c.kind = 'Product' GROUP BY c.id ORDER BY COUNT(*), c.title LIMIT 2",
+            )
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    let filter = |products: &[String]| {
+        format!(
+            "[filter]\nproducts = {products:?}\nclassifications = [\"Security Updates\", \"Critical Updates\"]\n\
+             languages = [\"en\", \"de\"]\n"
+        )
+    };
+    let server = format!(
+        "[[source]]\nname = \"wsus\"\nkind = \"wsus-server\"\npath = \"{}/\"\nsecret = \"s\"\n",
+        cas.base()
+    );
+    let local_source = format!(
+        "[[source]]\nname = \"wsus\"\nkind = \"wsus-export\"\npath = {:?}\n",
+        cab.display().to_string()
+    );
+    let edge = member("EDGE", &server, &filter(&products[..1]), &[]);
+    let local = member("LOCAL", &local_source, &filter(&products[..1]), &[]);
+    let digest = |s: &Site| s.cli_json(&["status", "--json"])["content_digest"].clone();
+    let first = edge.site.cli_json(&["sync", "--json"]);
+    assert!(local.site.cli(&["sync"]).status.success());
+    assert!(first["new"].as_u64().unwrap() > 0, "{first}");
+    assert_eq!(digest(&edge.site), digest(&local.site));
+    // The server listed the selection, not its catalog: no update with categories outside
+    // it reached the site (uncategorized ones, bundle leaves here, are always listed), while
+    // the local site read and excluded hundreds.
+    let excluded_with_categories = |m: &Member| -> i64 {
+        let c = rusqlite::Connection::open(m.site.db()).unwrap();
+        c.execute(
+            "ATTACH DATABASE ?1 AS top",
+            [cas.site.db().display().to_string()],
+        )
+        .unwrap();
+        c.query_row(
+            "SELECT COUNT(*) FROM catalog_items i JOIN top.updates u ON u.id = i.update_id
+             WHERE i.verdict = 'excluded'
+               AND EXISTS (SELECT 1 FROM top.update_categories c WHERE c.uid = u.uid)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    assert_eq!(excluded_with_categories(&edge), 0);
+    assert!(excluded_with_categories(&local) > 100);
+
+    // A second product: its updates come whole, the first one's as a delta.
+    for m in [&edge, &local] {
+        let config = std::fs::read_to_string(m.site.config_path()).unwrap();
+        std::fs::write(
+            m.site.config_path(),
+            config.replace(&filter(&products[..1]), &filter(&products)),
+        )
+        .unwrap();
+    }
+    let second = edge.site.cli_json(&["sync", "--json"]);
+    assert!(local.site.cli(&["sync"]).status.success());
+    assert!(second["new"].as_u64().unwrap() > 0, "{second}");
+    assert_eq!(digest(&edge.site), digest(&local.site));
+    let unchanged = edge.site.cli_json(&["sync", "--json"]);
+    assert_eq!(unchanged["new"].as_u64(), Some(0), "{unchanged}");
+    assert_eq!(digest(&edge.site), digest(&local.site));
 }

@@ -11,12 +11,13 @@ use base64::engine::general_purpose::STANDARD as B64;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
+use super::selection::ServerSelection;
 use super::server::decompress_blob;
 use super::session::Session;
 use super::soap::{self, Node, text};
 use crate::config::UpstreamAuth;
 use crate::error::{Error, Result};
-use crate::filter::LanguageSelection;
+use crate::filter::{CategoryTree, LanguageSelection, Pick};
 use crate::model::{CategoryKind, Identity, Update, UpdateId, UpdateType};
 use crate::source::{CatalogSource, Fetched, Listing};
 
@@ -39,6 +40,13 @@ pub struct UpstreamCursor {
     pub classifications: BTreeSet<String>,
     #[serde(default)]
     pub other_categories: BTreeSet<String>,
+    /// The products and classifications the last update listing asked for (a site that
+    /// selects asks for fewer than it knows; one asked for the first time gets
+    /// `Delta = false`). `None` in cursors written before: everything known was asked.
+    #[serde(default)]
+    pub asked_products: Option<BTreeSet<String>>,
+    #[serde(default)]
+    pub asked_classifications: Option<BTreeSet<String>>,
     /// When the last complete listing was taken (Unix seconds).
     pub last_full: Option<i64>,
     /// The parent's catalog version the last listing reached (patchsync parents say it).
@@ -75,6 +83,9 @@ pub struct UpstreamSource {
     /// Categories read while listing (their kinds decide the update filter).
     prefetched: HashMap<Identity, Box<Update>>,
     order: Vec<Identity>,
+    /// A top-level site's source (`wsus-server`) asks for its selection only.
+    selects: bool,
+    selection: Option<ServerSelection>,
 }
 
 impl UpstreamSource {
@@ -90,7 +101,17 @@ impl UpstreamSource {
             batch: 100,
             prefetched: HashMap::new(),
             order: Vec::new(),
+            selects: false,
+            selection: None,
         }
+    }
+
+    /// A WSUS server or Microsoft Update as a top-level site's source: the site's
+    /// products and classifications are what it asks for, and its own mass-removal guard
+    /// applies.
+    pub fn selecting(mut self) -> UpstreamSource {
+        self.selects = true;
+        self
     }
 
     fn err(&self, item: impl Into<String>, message: impl Into<String>) -> Error {
@@ -263,13 +284,33 @@ impl UpstreamSource {
             }
         }
         let next = self.next.clone().expect("listing");
+        let (ask_products, ask_classes) = match &self.selection {
+            Some(sel) => sel.narrow(
+                self.prefetched.values().map(|u| &**u),
+                &next.products,
+                &next.classifications,
+            ),
+            None => (next.products.clone(), next.classifications.clone()),
+        };
         let flags = |set: &BTreeSet<String>, old: &BTreeSet<String>| -> Vec<(String, bool)> {
             set.iter()
                 .map(|id| (id.clone(), !full && old.contains(id)))
                 .collect()
         };
-        let products = flags(&next.products, &self.cursor.products);
-        let classes = flags(&next.classifications, &self.cursor.classifications);
+        let cur_asked = |asked: &Option<BTreeSet<String>>, known: &BTreeSet<String>| {
+            asked.clone().unwrap_or_else(|| known.clone())
+        };
+        let products = flags(
+            &ask_products,
+            &cur_asked(&self.cursor.asked_products, &self.cursor.products),
+        );
+        let classes = flags(
+            &ask_classes,
+            &cur_asked(
+                &self.cursor.asked_classifications,
+                &self.cursor.classifications,
+            ),
+        );
         let updates = if products.is_empty() || classes.is_empty() {
             Revisions {
                 anchor: cur.update_anchor.clone(),
@@ -292,6 +333,8 @@ impl UpstreamSource {
             return Ok((Listing::default(), false));
         }
         let next = self.next.as_mut().expect("listing");
+        next.asked_products = Some(ask_products);
+        next.asked_classifications = Some(ask_classes);
         next.category_anchor = cats.anchor.clone();
         next.update_anchor = updates.anchor.clone();
         next.parent_version = updates.version.or(cats.version).or(next.parent_version);
@@ -334,9 +377,20 @@ impl CatalogSource for UpstreamSource {
     }
 
     /// A child has no selection of its own: what it removes, its parent removed (under
-    /// the parent's guard, or with `--allow-mass-removal` there), and it follows.
+    /// the parent's guard, or with `--allow-mass-removal` there), and it follows. A
+    /// top-level site reading a WSUS server has its own selection, and its own guard.
     fn removals_already_guarded(&self) -> bool {
-        true
+        !self.selects
+    }
+
+    fn selection(&mut self, products: &Pick, classifications: &Pick, known: &CategoryTree) {
+        if self.selects {
+            self.selection = Some(ServerSelection {
+                products: products.clone(),
+                classifications: classifications.clone(),
+                known: known.clone(),
+            });
+        }
     }
 
     fn cursor(&mut self) -> Option<String> {

@@ -11,6 +11,7 @@ pub mod cookie;
 mod languages;
 pub mod links;
 mod revisions;
+mod selection;
 pub mod server;
 pub mod session;
 pub mod soap;

@@ -126,6 +126,17 @@ pub trait CatalogSource: Send {
         false
     }
 
+    /// The site's products and classifications, with the categories the store knows, for
+    /// a source whose server can be asked for that selection only (a WSUS server or
+    /// Microsoft Update). The engine's own filter still decides what is kept.
+    fn selection(
+        &mut self,
+        _products: &crate::filter::Pick,
+        _classifications: &crate::filter::Pick,
+        _known: &crate::filter::CategoryTree,
+    ) {
+    }
+
     /// Lists the catalog and fetches what `want` accepts in one pass, returning the listing.
     /// Only called when [`lists_while_fetching`](Self::lists_while_fetching) says so.
     fn list_and_fetch(
@@ -176,6 +187,16 @@ pub fn open_configured(s: &crate::config::SourceConfig) -> Box<dyn CatalogSource
                 .clone()
                 .expect("an upstream source has its credentials"),
         )),
+        SourceKind::WsusServer => Box::new(
+            crate::hierarchy::UpstreamSource::new(
+                &s.name,
+                &path.to_string_lossy(),
+                s.auth
+                    .clone()
+                    .expect("a wsus-server source has its credentials"),
+            )
+            .selecting(),
+        ),
         SourceKind::Plugin => {
             let (plugin, cache) = s.plugin.clone().expect("a plugin source has its plugin");
             Box::new(crate::plugin::WasmSource::new(&s.name, plugin, Some(cache)))

@@ -64,6 +64,9 @@ pub(crate) struct SourceContext<'a> {
     pub emit: &'a mut dyn FnMut(SyncEvent),
     /// `[filter] mass_removal_percent`.
     pub mass_removal_percent: u32,
+    /// `[filter] products` and `classifications` (for `CatalogSource::selection`).
+    pub products: &'a crate::filter::Pick,
+    pub classifications: &'a crate::filter::Pick,
     /// A dry run (`patchsync plan`): the changes are listed here and rolled back.
     pub plan: Option<&'a mut Vec<PlannedChange>>,
     /// Set by the host to stop the sync (see `Engine::cancel_handle`).
@@ -91,6 +94,10 @@ pub(crate) fn sync_source(
     let active_before = active_count(&store.conn, &name).map_err(|e| store.err(e))?;
     source.resume(previous_state.cursor.as_deref());
     source.languages(cx.languages);
+    {
+        let known = crate::store::load_category_tree(&store.conn).map_err(|e| store.err(e))?;
+        source.selection(cx.products, cx.classifications, &known);
+    }
     let fingerprint = source.fingerprint()?;
     let selection_hash = cx.chain.config_hash();
     let language_hash = cx.languages.config_hash();
