@@ -52,6 +52,9 @@ struct RawChild {
     /// PEM certificates to trust for an https `url`.
     #[serde(default)]
     tls_ca: Option<Spanned<String>>,
+    /// A WSUS downstream server: known by its name (`accountName`), without a secret.
+    #[serde(default)]
+    wsus: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -294,6 +297,9 @@ pub struct ChildSite {
     pub url: Option<String>,
     /// Certificates to trust for an https `url` (PEM).
     pub tls_ca: Option<PathBuf>,
+    /// A WSUS downstream server (`wsus = true`): authorized by its name (MS-WSUSSS
+    /// `accountName`) alone, with no secret; it never reports its status.
+    pub wsus: bool,
 }
 
 /// The validated filter.
@@ -1211,13 +1217,28 @@ impl Config {
                     format!("[[child]] name: '{name}' is listed twice"),
                 ));
             }
-            let secret = secret_from(
-                c.secret.as_ref(),
-                c.secret_env.as_ref(),
-                "[[child]] secret",
-                &fail,
-                span,
-            )?;
+            let wsus = c.wsus.as_ref().is_some_and(|w| *w.get_ref());
+            let secret = if wsus {
+                if c.secret.is_some() || c.secret_env.is_some() || c.url.is_some() {
+                    return Err(fail(
+                        Some(span),
+                        format!(
+                            "[[child]] '{name}': a WSUS downstream server (wsus = true) is known by \
+                             its name only: it takes no secret, and no url (it syncs on its own \
+                             schedule); remove them, or drop wsus = true for a patchsync site"
+                        ),
+                    ));
+                }
+                String::new()
+            } else {
+                secret_from(
+                    c.secret.as_ref(),
+                    c.secret_env.as_ref(),
+                    "[[child]] secret",
+                    &fail,
+                    span,
+                )?
+            };
             let url = match &c.url {
                 None => None,
                 Some(u) => {
@@ -1245,6 +1266,7 @@ impl Config {
                 secret,
                 url,
                 tls_ca,
+                wsus,
             });
         }
         let plugin_cache = crate::plugin::cache_dir(&store_path);
@@ -1386,6 +1408,9 @@ languages = ["en"]
 # name = "PR1"
 # secret_env = "PATCHSYNC_PR1_SECRET"
 # url = "http://pr1.contoso.com:8530"
+# [[child]]
+# name = "wsus2.contoso.com"     # a WSUS downstream server: known by its name, no secret
+# wsus = true
 
 # [import]
 # A disconnected site takes its catalog from `patchsync export` packages of a connected

@@ -586,6 +586,18 @@ fn a_child_site_takes_its_selection_from_the_top() {
         e.contains("a wsus-server source is the server's URL"),
         "{e}"
     );
+    // A WSUS downstream server is a [[child]] known by name: no secret, no url.
+    let top = "[site]\nname = \"TOP\"\nstore = \"s.db\"\n[[child]]\nname = \"wsus2.contoso.com\"\nwsus = true\n";
+    let cfg = patchsync::Config::parse(top, &dir.path().join("p.toml"), dir.path()).unwrap();
+    assert!(cfg.children[0].wsus && cfg.children[0].secret.is_empty());
+    let e = patchsync::Config::parse(
+        &format!("{top}secret = \"x\"\n"),
+        &dir.path().join("p.toml"),
+        dir.path(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("known by its name only"), "{e}");
 }
 
 /// What a recording proxy saw: (SOAPAction, request body, response body).
@@ -1150,10 +1162,15 @@ fn a_deliberate_narrowing_at_the_top_reaches_the_child() {
 /// A top-level site whose source is a WSUS server (`kind = "wsus-server"`; here a
 /// patchsync site speaking the same protocol) asks it for its own products and
 /// classifications only, and a product added later arrives with `Delta = false`: it ends
-/// with the same catalog as a site filtering the same package locally.
+/// with the same catalog as a site filtering the same package locally. It authenticates
+/// as a WSUS downstream server does, by name only (`[[child]] wsus = true` on the server);
+/// a name the server does not list gets nothing.
 #[test]
 fn a_top_level_site_asks_a_wsus_server_for_its_selection_only() {
-    let (cas, cab) = top(600, &[("EDGE", "s", free_port())]);
+    let (cas, cab) = top(600, &[]);
+    let mut config = std::fs::read_to_string(cas.site.config_path()).unwrap();
+    config.push_str("\n[[child]]\nname = \"EDGE\"\nwsus = true\n");
+    std::fs::write(cas.site.config_path(), config).unwrap();
     assert!(cas.site.cli(&["sync"]).status.success());
     let _svc = cas.start();
     let products: Vec<String> = {
@@ -1176,9 +1193,14 @@ fn a_top_level_site_asks_a_wsus_server_for_its_selection_only() {
         )
     };
     let server = format!(
-        "[[source]]\nname = \"wsus\"\nkind = \"wsus-server\"\npath = \"{}/\"\nsecret = \"s\"\n",
+        "[[source]]\nname = \"wsus\"\nkind = \"wsus-server\"\npath = \"{}/\"\n",
         cas.base()
     );
+    let stranger = member("STRANGER", &server, &filter(&products[..1]), &[]);
+    let refused = stranger.site.cli(&["sync"]);
+    assert!(!refused.status.success());
+    let e = String::from_utf8_lossy(&refused.stderr);
+    assert!(e.contains("'STRANGER' sent no credentials"), "{e}");
     let local_source = format!(
         "[[source]]\nname = \"wsus\"\nkind = \"wsus-export\"\npath = {:?}\n",
         cab.display().to_string()

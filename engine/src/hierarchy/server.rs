@@ -195,6 +195,26 @@ impl UpstreamServer {
                 }),
             ))
         };
+        let issue = |account: String| {
+            let data = self.signer.issue(&Claims {
+                kind: "auth".into(),
+                site: account.clone(),
+                expires: now + self.cookie_seconds,
+                protocol: String::new(),
+            });
+            Ok((
+                format!(
+                    "<GetAuthorizationCookieResponse xmlns=\"{NS_AUTH}\"><GetAuthorizationCookieResult>\
+                     <PlugInId>{PLUGIN_ID}</PlugInId><CookieData>{data}</CookieData>\
+                     </GetAuthorizationCookieResult></GetAuthorizationCookieResponse>"
+                ),
+                Some(LinkEvent::Contact { site: account }),
+            ))
+        };
+        // A WSUS downstream server is known by its name (`accountName`), as WSUS knows them.
+        if self.child(&account).is_some_and(|c| c.wsus) {
+            return issue(account);
+        }
         let Some((user, secret)) = basic_credentials(authorization) else {
             return refuse(format!(
                 "site '{account}' sent no credentials: a child authenticates with HTTP Basic \
@@ -221,20 +241,7 @@ impl UpstreamServer {
                 self.config.site_name
             ));
         }
-        let data = self.signer.issue(&Claims {
-            kind: "auth".into(),
-            site: account.clone(),
-            expires: now + self.cookie_seconds,
-            protocol: String::new(),
-        });
-        Ok((
-            format!(
-                "<GetAuthorizationCookieResponse xmlns=\"{NS_AUTH}\"><GetAuthorizationCookieResult>\
-                 <PlugInId>{PLUGIN_ID}</PlugInId><CookieData>{data}</CookieData>\
-                 </GetAuthorizationCookieResult></GetAuthorizationCookieResponse>"
-            ),
-            Some(LinkEvent::Contact { site: account }),
-        ))
+        issue(account)
     }
 
     fn cookie(&self, op: &Node, now: i64) -> Handled {
@@ -688,9 +695,14 @@ pub fn basic_credentials(header: Option<&str>) -> Option<(String, String)> {
     Some((u.to_owned(), p.to_owned()))
 }
 
-/// Compared through SHA-256, so timing says nothing about the secret.
+/// Compared through SHA-256, so timing says nothing about the secret; an empty expected
+/// secret matches nothing.
 pub fn same_secret(given: &str, expected: &str) -> bool {
     use sha2::Digest;
+    // A child without a secret (a WSUS server, known by name) matches no credentials.
+    if expected.is_empty() {
+        return false;
+    }
     let (a, b) = (
         sha2::Sha256::digest(given.as_bytes()),
         sha2::Sha256::digest(expected.as_bytes()),

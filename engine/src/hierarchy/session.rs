@@ -117,7 +117,8 @@ impl Session {
                 "User-Agent",
                 concat!("patchsync/", env!("CARGO_PKG_VERSION")),
             );
-        if basic {
+        // A WSUS server configured without a secret gets none.
+        if basic && !self.auth.secret.is_empty() {
             let cred = B64.encode(format!("{}:{}", self.auth.site, self.auth.secret));
             req = req.header("Authorization", &format!("Basic {cred}"));
         }
