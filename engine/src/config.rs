@@ -719,24 +719,14 @@ impl Config {
                 if !matches!(location, Location::Url(_)) {
                     return Err(fail(
                         Some(s.path.span()),
-                        format!(
-                            "[[source]] path: a{} source is the {}'s URL, e.g. \"{}\"",
-                            if kind == SourceKind::Upstream {
-                                "n upstream"
-                            } else {
-                                " wsus-server"
-                            },
-                            if kind == SourceKind::Upstream {
-                                "parent"
-                            } else {
-                                "server"
-                            },
-                            if kind == SourceKind::Upstream {
-                                "http://cas.contoso.com:8530/"
-                            } else {
-                                "https://wsus.contoso.com:8531/"
-                            }
-                        ),
+                        if kind == SourceKind::Upstream {
+                            "[[source]] path: an upstream source is the parent's URL, e.g. \
+                             \"http://cas.contoso.com:8530/\""
+                        } else {
+                            "[[source]] path: a wsus-server source is the server's URL, e.g. \
+                             \"https://wsus.contoso.com:8531/\""
+                        }
+                        .into(),
                     ));
                 }
                 Some(UpstreamAuth {

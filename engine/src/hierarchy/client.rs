@@ -383,14 +383,16 @@ impl CatalogSource for UpstreamSource {
         !self.selects
     }
 
+    fn asks_for_selection(&self) -> bool {
+        self.selects
+    }
+
     fn selection(&mut self, products: &Pick, classifications: &Pick, known: &CategoryTree) {
-        if self.selects {
-            self.selection = Some(ServerSelection {
-                products: products.clone(),
-                classifications: classifications.clone(),
-                known: known.clone(),
-            });
-        }
+        self.selection = Some(ServerSelection {
+            products: products.clone(),
+            classifications: classifications.clone(),
+            known: known.clone(),
+        });
     }
 
     fn cursor(&mut self) -> Option<String> {

@@ -126,6 +126,11 @@ pub trait CatalogSource: Send {
         false
     }
 
+    /// Whether the source wants the site's selection (`selection` is called only then).
+    fn asks_for_selection(&self) -> bool {
+        false
+    }
+
     /// The site's products and classifications, with the categories the store knows, for
     /// a source whose server can be asked for that selection only (a WSUS server or
     /// Microsoft Update). The engine's own filter still decides what is kept.

@@ -21,6 +21,7 @@ pub use upstream::{ListedRevision, RevisionList, ServedUpdate, UpdateSelection};
 pub use write::{ItemVerdict, SyncWriter};
 
 use crate::error::{Error, Result};
+use crate::model::UpdateId;
 
 /// Connection settings of every store: WAL (readers never wait for the writer), 16 KiB
 /// pages, a 64 MiB page cache.
@@ -33,6 +34,15 @@ pub const PRAGMAS: &str = "PRAGMA page_size = 16384;
 
 /// Prepared statements kept per connection.
 const STATEMENT_CACHE: usize = 128;
+
+/// The update GUID in column `i` of a row, read without allocating a string.
+pub(crate) fn id_column(r: &rusqlite::Row<'_>, i: usize) -> std::result::Result<UpdateId, String> {
+    let text = r
+        .get_ref(i)
+        .and_then(|v| Ok(v.as_str()?))
+        .map_err(|e| e.to_string())?;
+    UpdateId::parse(text)
+}
 
 /// SQLite's default automatic checkpoint threshold (WAL pages).
 const AUTO_CHECKPOINT_PAGES: i64 = 1000;

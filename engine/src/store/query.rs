@@ -706,11 +706,7 @@ impl Store {
         let mut active: Vec<(UpdateId, u32)> = Vec::new();
         let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
         while let Some(r) = rows.next().map_err(|e| self.err(e))? {
-            let text = r
-                .get_ref(0)
-                .and_then(|v| Ok(v.as_str()?))
-                .map_err(|e| self.err(e))?;
-            let id = UpdateId::parse(text).map_err(|m| self.err(format!("updates: {m}")))?;
+            let id = super::id_column(r, 0).map_err(|m| self.err(format!("updates: {m}")))?;
             active.push((id, r.get(1).map_err(|e| self.err(e))?));
         }
         active.sort_unstable();

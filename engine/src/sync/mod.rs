@@ -94,7 +94,7 @@ pub(crate) fn sync_source(
     let active_before = active_count(&store.conn, &name).map_err(|e| store.err(e))?;
     source.resume(previous_state.cursor.as_deref());
     source.languages(cx.languages);
-    {
+    if source.asks_for_selection() {
         let known = crate::store::load_category_tree(&store.conn).map_err(|e| store.err(e))?;
         source.selection(cx.products, cx.classifications, &known);
     }
@@ -820,11 +820,8 @@ fn load_items(store: &Store, source: &str) -> Result<HashMap<UpdateId, (u32, Ite
         .map_err(|e| store.err(e))?;
     let mut rows = stmt.query([source]).map_err(|e| store.err(e))?;
     while let Some(r) = rows.next().map_err(|e| store.err(e))? {
-        let text = r
-            .get_ref(0)
-            .and_then(|v| Ok(v.as_str()?))
-            .map_err(|e| store.err(e))?;
-        let id = UpdateId::parse(text).map_err(|m| store.err(format!("catalog_items: {m}")))?;
+        let id =
+            crate::store::id_column(r, 0).map_err(|m| store.err(format!("catalog_items: {m}")))?;
         let rev: u32 = r.get(1).map_err(|e| store.err(e))?;
         let v = if r.get::<_, bool>(2).map_err(|e| store.err(e))? {
             ItemVerdict::Stored
