@@ -13,6 +13,8 @@ mod cab_stream;
 mod container;
 mod directory;
 pub mod location;
+mod mszip;
+mod prefetch;
 mod records;
 mod sdp;
 mod wsus_export;

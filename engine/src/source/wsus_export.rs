@@ -1,8 +1,6 @@
 //! Source for a `wsusutil export` package: a CAB holding `package.xml` and `metadata.txt`.
 
 use std::collections::HashSet;
-use std::fs::File;
-use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use quick_xml::Reader;
@@ -12,8 +10,6 @@ use super::{CatalogSource, Fetched, Listing, RecordReader};
 use crate::error::{Error, Result};
 use crate::model::{Identity, UpdateId};
 use crate::xml::parse_update;
-
-const READ_BUFFER: usize = 1 << 18;
 
 /// A WSUS export package on disk.
 pub struct WsusExportSource {
@@ -33,39 +29,41 @@ impl WsusExportSource {
         Error::source(&self.name, item, message)
     }
 
-    fn open(&self) -> Result<cab::Cabinet<File>> {
-        let file = File::open(&self.path).map_err(|e| {
-            self.err(
-                self.path.display().to_string(),
-                format!("cannot open the export package: {e}"),
-            )
-        })?;
-        let cabinet = cab::Cabinet::new(file).map_err(|e| {
-            self.err(
-                self.path.display().to_string(),
-                format!("not a readable CAB archive ({e}); copy the package again or re-run `wsusutil export`"),
-            )
+    /// Checks that the package is a readable CAB holding both members.
+    fn open(&self) -> Result<()> {
+        let entries = super::cab_stream::entries(&self.path).map_err(|e| {
+            let message = if e.kind() == std::io::ErrorKind::InvalidData {
+                format!("not a readable CAB archive ({e}); copy the package again or re-run `wsusutil export`")
+            } else {
+                format!("cannot open the export package: {e}")
+            };
+            self.err(self.path.display().to_string(), message)
         })?;
         for needed in ["package.xml", "metadata.txt"] {
-            if cabinet.get_file_entry(needed).is_none() {
+            if !entries.iter().any(|e| e.name == needed) {
                 return Err(self.err(
                     self.path.display().to_string(),
                     format!("the CAB has no {needed}; this is not a `wsusutil export` package"),
                 ));
             }
         }
-        Ok(cabinet)
+        Ok(())
     }
 
-    fn member<'c>(
+    /// Calls `read` with the member `name`, decompressed as it is read.
+    fn with_member<T>(
         &self,
-        cab: &'c mut cab::Cabinet<File>,
         name: &str,
-    ) -> Result<BufReader<cab::FileReader<'c, File>>> {
-        let r = cab
-            .read_file(name)
-            .map_err(|e| self.err(self.item(name), format!("cannot read: {e}")))?;
-        Ok(BufReader::with_capacity(READ_BUFFER, r))
+        read: impl FnOnce(&mut dyn std::io::BufRead) -> Result<T>,
+    ) -> Result<T> {
+        super::cab_stream::read_file(&self.path, name, read)
+            .map_err(|e| self.err(self.item(name), format!("cannot read: {e}")))?
+            .ok_or_else(|| {
+                self.err(
+                    self.path.display().to_string(),
+                    format!("the CAB has no {name}; this is not a `wsusutil export` package"),
+                )
+            })?
     }
 
     fn item(&self, member: &str) -> String {
@@ -187,10 +185,9 @@ impl WsusExportSource {
         mut listing: Option<&mut Vec<Identity>>,
         sink: &mut dyn FnMut(Fetched) -> Result<()>,
     ) -> Result<()> {
-        let mut cab = self.open()?;
+        self.open()?;
         let mut digests: HashSet<String> = HashSet::new();
-        {
-            let reader = self.member(&mut cab, "metadata.txt")?;
+        self.with_member("metadata.txt", |reader| {
             let mut records = RecordReader::new(reader);
             let item = self.item("metadata.txt");
             let damaged = |m: String| {
@@ -254,24 +251,26 @@ impl WsusExportSource {
                     origin: where_(),
                 })?;
             }
-        }
+            Ok(())
+        })?;
         if !digests.is_empty() {
-            let reader = self.member(&mut cab, "package.xml")?;
-            // Handed over as found: a full sync wants every file's URL.
-            self.walk_package(
-                reader,
-                false,
-                |_, _| Ok(()),
-                |d, u| {
-                    if digests.contains(d) {
-                        sink(Fetched::FileUrl {
-                            digest: d.to_owned(),
-                            url: u.to_owned(),
-                        })?;
-                    }
-                    Ok(())
-                },
-            )?;
+            self.with_member("package.xml", |reader| {
+                // Handed over as found: a full sync wants every file's URL.
+                self.walk_package(
+                    reader,
+                    false,
+                    |_, _| Ok(()),
+                    |d, u| {
+                        if digests.contains(d) {
+                            sink(Fetched::FileUrl {
+                                digest: d.to_owned(),
+                                url: u.to_owned(),
+                            })?;
+                        }
+                        Ok(())
+                    },
+                )
+            })?;
         }
         Ok(())
     }
@@ -304,27 +303,28 @@ impl CatalogSource for WsusExportSource {
     }
 
     fn list(&mut self) -> Result<Listing> {
-        let mut cab = self.open()?;
-        let reader = self.member(&mut cab, "package.xml")?;
+        self.open()?;
         let mut entries = Vec::new();
         let item = self.item("package.xml");
-        self.walk_package(
-            reader,
-            true,
-            |id, rev| {
-                let id = UpdateId::parse(id)
-                    .map_err(|m| self.err(&item, format!("<Update UpdateId>: {m}")))?;
-                let revision = rev.parse::<u32>().map_err(|_| {
-                    self.err(
-                        &item,
-                        format!("update {id}: RevisionNumber '{rev}' is not a number"),
-                    )
-                })?;
-                entries.push(Identity { id, revision });
-                Ok(())
-            },
-            |_, _| Ok(()),
-        )?;
+        self.with_member("package.xml", |reader| {
+            self.walk_package(
+                reader,
+                true,
+                |id, rev| {
+                    let id = UpdateId::parse(id)
+                        .map_err(|m| self.err(&item, format!("<Update UpdateId>: {m}")))?;
+                    let revision = rev.parse::<u32>().map_err(|_| {
+                        self.err(
+                            &item,
+                            format!("update {id}: RevisionNumber '{rev}' is not a number"),
+                        )
+                    })?;
+                    entries.push(Identity { id, revision });
+                    Ok(())
+                },
+                |_, _| Ok(()),
+            )
+        })?;
         Ok(Listing {
             entries,
             complete: true,

@@ -213,7 +213,9 @@ impl Store {
     pub fn has_pending(&self, source: &str) -> Result<bool> {
         self.conn
             .query_row(
-                "SELECT EXISTS (SELECT 1 FROM updates WHERE selected_by = 'pending' AND source = ?1)",
+                // `+source`: the partial index of pending updates (almost always empty)
+                // answers; through the source's index it was a read of every update.
+                "SELECT EXISTS (SELECT 1 FROM updates WHERE selected_by = 'pending' AND +source = ?1)",
                 [source],
                 |r| r.get(0),
             )

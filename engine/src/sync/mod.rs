@@ -7,7 +7,7 @@ mod report;
 mod select;
 mod supersede;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::Instant;
 
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
@@ -21,7 +21,7 @@ pub(crate) use supersede::apply as apply_supersedence;
 use crate::error::{Error, Result};
 use crate::events::{Phase, SyncEvent};
 use crate::filter::{FilterChain, LanguageSelection};
-use crate::model::{Identity, UpdateId};
+use crate::model::{IdMap, IdSet, Identity, UpdateId};
 use crate::source::{CatalogSource, Fetched, Listing};
 use crate::store::write::{Previous, compress_xml};
 use crate::store::{ItemVerdict, SourceState, Store, SyncWriter};
@@ -169,7 +169,7 @@ pub(crate) fn sync_source(
             || (verdict == ItemVerdict::Excluded && selection_changed)
             || (verdict == ItemVerdict::Stored && languages_changed)
     };
-    let mut listed: HashMap<UpdateId, u32> = HashMap::new();
+    let mut listed: IdMap<u32> = IdMap::default();
     let mut wanted: HashSet<Identity> = HashSet::new();
     let mut complete = true;
     let mut feed = (Vec::new(), Vec::new());
@@ -179,7 +179,7 @@ pub(crate) fn sync_source(
             let r = listed.entry(e.id).or_insert(e.revision);
             *r = (*r).max(e.revision);
         }
-        let mut refetch_ids: HashSet<UpdateId> = HashSet::new();
+        let mut refetch_ids = IdSet::default();
         for (id, rev) in &listed {
             match items.get(id) {
                 Some((old, verdict)) if !refetch(*old, *rev, *verdict) => {
@@ -219,7 +219,8 @@ pub(crate) fn sync_source(
     writer.cancel = Some(cx.cancel.clone());
 
     // Fetch.
-    let mut fetched: HashMap<UpdateId, FetchedInfo> = HashMap::with_capacity(wanted.len());
+    let mut fetched: IdMap<FetchedInfo> =
+        IdMap::with_capacity_and_hasher(wanted.len(), Default::default());
     let mut log_budget = PER_UPDATE_LOG_LIMIT;
     let tree = crate::store::load_category_tree(&writer.tx).map_err(|e| writer.err(e))?;
     let mut decider = decide::StreamDecider::new(cx.chain, &name, tree, languages_changed);
@@ -403,7 +404,7 @@ pub(crate) fn fetch_into(
     request: &Request<'_>,
     name: &str,
     languages: &LanguageSelection,
-    fetched: &mut HashMap<UpdateId, FetchedInfo>,
+    fetched: &mut IdMap<FetchedInfo>,
     report: &mut SourceReport,
     mut decider: Option<(&mut decide::StreamDecider<'_>, &mut usize)>,
     emit: &mut dyn FnMut(SyncEvent),
@@ -780,8 +781,8 @@ fn listed_items(
     store: &Store,
     source: &str,
     entries: &[Identity],
-) -> Result<HashMap<UpdateId, (u32, ItemVerdict)>> {
-    let mut out = HashMap::with_capacity(entries.len());
+) -> Result<IdMap<(u32, ItemVerdict)>> {
+    let mut out = IdMap::with_capacity_and_hasher(entries.len(), Default::default());
     let mut stmt = store
         .conn
         .prepare(
@@ -810,8 +811,8 @@ fn listed_items(
     Ok(out)
 }
 
-fn load_items(store: &Store, source: &str) -> Result<HashMap<UpdateId, (u32, ItemVerdict)>> {
-    let mut out = HashMap::new();
+fn load_items(store: &Store, source: &str) -> Result<IdMap<(u32, ItemVerdict)>> {
+    let mut out = IdMap::default();
     let mut stmt = store
         .conn
         .prepare(
@@ -838,19 +839,13 @@ struct NotListed {
     items: Vec<UpdateId>,
 }
 
-fn ids_not_listed(
-    writer: &SyncWriter<'_>,
-    source: &str,
-    listed: &HashMap<UpdateId, u32>,
-) -> Result<NotListed> {
+fn ids_not_listed(writer: &SyncWriter<'_>, source: &str, listed: &IdMap<u32>) -> Result<NotListed> {
     let collect = |sql: &str| -> Result<Vec<UpdateId>> {
-        let mut stmt = writer.tx.prepare(sql).map_err(|e| writer.err(e))?;
-        let rows = stmt
-            .query_map([source], |r| r.get::<_, String>(0))
-            .map_err(|e| writer.err(e))?;
+        let mut stmt = writer.tx.prepare_cached(sql).map_err(|e| writer.err(e))?;
+        let mut rows = stmt.query([source]).map_err(|e| writer.err(e))?;
         let mut out = Vec::new();
-        for r in rows {
-            let id = UpdateId::parse(&r.map_err(|e| writer.err(e))?).map_err(|m| writer.err(m))?;
+        while let Some(r) = rows.next().map_err(|e| writer.err(e))? {
+            let id = crate::store::id_column(r, 0).map_err(|m| writer.err(m))?;
             if !listed.contains_key(&id) {
                 out.push(id);
             }

@@ -9,7 +9,7 @@ use super::{FetchedInfo, Request, count_change, fetch_into};
 use crate::error::Result;
 use crate::events::{Phase, SyncEvent};
 use crate::filter::{FilterChain, LanguageSelection, UpdateView, Verdict};
-use crate::model::{Identity, UpdateId, UpdateType};
+use crate::model::{IdMap, Identity, UpdateId, UpdateType};
 use crate::source::CatalogSource;
 use crate::store::{ItemVerdict, SyncWriter};
 use crate::sync::SourceReport;
@@ -48,8 +48,8 @@ enum KeptBy {
 pub(crate) fn run(
     writer: &mut SyncWriter<'_>,
     source: &mut dyn CatalogSource,
-    listed: &HashMap<UpdateId, u32>,
-    fetched: &mut HashMap<UpdateId, FetchedInfo>,
+    listed: &IdMap<u32>,
+    fetched: &mut IdMap<FetchedInfo>,
     report: &mut SourceReport,
     chain: &mut FilterChain,
     languages: &LanguageSelection,
@@ -326,7 +326,7 @@ impl Leaves<'_> {
         self,
         writer: &mut SyncWriter<'_>,
         wanted: &HashSet<Identity>,
-        fetched: &mut HashMap<UpdateId, FetchedInfo>,
+        fetched: &mut IdMap<FetchedInfo>,
         report: &mut SourceReport,
         unresolved: &mut Vec<(UpdateId, UpdateId)>,
         emit: &mut dyn FnMut(SyncEvent),
