@@ -8,6 +8,7 @@ mod select;
 mod supersede;
 
 use std::collections::HashSet;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
@@ -156,12 +157,19 @@ pub(crate) fn sync_source(
         Some(source.list()?)
     };
     // A short change list (an upstream's delta) is looked up id by id; anything else
-    // loads the source's whole catalog once.
-    let items = match &listing {
+    // loads the source's whole catalog once. In a single pass the source starts reading
+    // while another thread loads the items; the first record it asks about waits for them.
+    let loading = Loading::default();
+    let loader = match &listing {
+        None => loading.start(store, &name)?,
         Some(l) if !l.complete && l.entries.len() <= ITEM_LOOKUP_LIMIT => {
-            listed_items(store, &name, &l.entries)?
+            loading.set(listed_items(store, &name, &l.entries)?);
+            None
         }
-        _ => load_items(store, &name)?,
+        Some(_) => {
+            loading.set(load_items(store, &name)?);
+            None
+        }
     };
     let refetch = |old: u32, rev: u32, verdict: ItemVerdict| {
         cx.options.full
@@ -179,6 +187,7 @@ pub(crate) fn sync_source(
             let r = listed.entry(e.id).or_insert(e.revision);
             *r = (*r).max(e.revision);
         }
+        let items = loading.wait(store.path())?;
         let mut refetch_ids = IdSet::default();
         for (id, rev) in &listed {
             match items.get(id) {
@@ -224,10 +233,11 @@ pub(crate) fn sync_source(
     let mut log_budget = PER_UPDATE_LOG_LIMIT;
     let tree = crate::store::load_category_tree(&writer.tx).map_err(|e| writer.err(e))?;
     let mut decider = decide::StreamDecider::new(cx.chain, &name, tree, languages_changed);
-    let want_new = |i: Identity| match items.get(&i.id) {
-        None => true,
+    let want_new = |i: Identity| match loading.wait(&path).map(|items| items.get(&i.id)) {
+        // Without the items (their error is reported below) every record is read.
+        Err(_) | Ok(None) => true,
         // Older revisions were recorded when they were first seen.
-        Some((old, verdict)) => {
+        Ok(Some((old, verdict))) => {
             i.revision > *old || (i.revision == *old && refetch(*old, i.revision, *verdict))
         }
     };
@@ -247,6 +257,10 @@ pub(crate) fn sync_source(
         Some((&mut decider, &mut log_budget)),
         cx.emit,
     )?;
+    if let Some(t) = loader {
+        let _ = t.join();
+    }
+    let items = loading.wait(&path)?;
     if let Some(listing) = scanned {
         for e in &listing.entries {
             let r = listed.entry(e.id).or_insert(e.revision);
@@ -773,15 +787,68 @@ pub(crate) fn count_change(
     }
 }
 
+/// What `catalog_items` holds for a source: revision and verdict by update id.
+type Items = IdMap<(u32, ItemVerdict)>;
+
+/// The source's catalog items, loaded on the sync's thread, or (for a single pass) on one
+/// beside it while the source starts reading.
+#[derive(Default)]
+struct Loading(Arc<OnceLock<std::result::Result<Items, String>>>);
+
+impl Loading {
+    fn set(&self, items: Items) {
+        let _ = self.0.set(Ok(items));
+    }
+
+    /// Loads on a thread of its own with a read-only connection. The sync's transaction
+    /// commits only after [`wait`](Self::wait), so that connection sees the store as the
+    /// sync found it.
+    fn start(&self, store: &Store, source: &str) -> Result<Option<std::thread::JoinHandle<()>>> {
+        /// Says why, should the thread end without a result.
+        struct Settle(Arc<OnceLock<std::result::Result<Items, String>>>);
+        impl Drop for Settle {
+            fn drop(&mut self) {
+                let _ = self
+                    .0
+                    .set(Err("the thread loading the catalog items stopped".into()));
+            }
+        }
+        let cell = self.0.clone();
+        let (path, name) = (store.path().to_owned(), source.to_owned());
+        let spawned = std::thread::Builder::new()
+            .name("patchsync-items".into())
+            .spawn(move || {
+                let settle = Settle(cell);
+                let loaded = Store::open_read_only(&path)
+                    .and_then(|s| load_items(&s, &name))
+                    .map_err(|e| match e {
+                        Error::Store { message, .. } => message,
+                        other => other.to_string(),
+                    });
+                let _ = settle.0.set(loaded);
+            });
+        match spawned {
+            Ok(t) => Ok(Some(t)),
+            Err(_) => {
+                self.set(load_items(store, source)?);
+                Ok(None)
+            }
+        }
+    }
+
+    fn wait(&self, path: &std::path::Path) -> Result<&Items> {
+        self.0.wait().as_ref().map_err(|m| Error::Store {
+            path: path.to_owned(),
+            message: format!("cannot read the source's catalog items: {m}"),
+        })
+    }
+}
+
 /// A change list at most this long is looked up in `catalog_items` id by id.
 const ITEM_LOOKUP_LIMIT: usize = 20_000;
 
 /// What `catalog_items` says about the listed ids only.
-fn listed_items(
-    store: &Store,
-    source: &str,
-    entries: &[Identity],
-) -> Result<IdMap<(u32, ItemVerdict)>> {
+fn listed_items(store: &Store, source: &str, entries: &[Identity]) -> Result<Items> {
     let mut out = IdMap::with_capacity_and_hasher(entries.len(), Default::default());
     let mut stmt = store
         .conn
@@ -811,7 +878,7 @@ fn listed_items(
     Ok(out)
 }
 
-fn load_items(store: &Store, source: &str) -> Result<IdMap<(u32, ItemVerdict)>> {
+fn load_items(store: &Store, source: &str) -> Result<Items> {
     let mut out = IdMap::default();
     let mut stmt = store
         .conn
