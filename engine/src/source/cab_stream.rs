@@ -52,7 +52,6 @@ struct Folder {
 /// The cabinet's header, folders and file table.
 struct Table {
     header: [u8; HEADER_LEN],
-    folders: u16,
     folder_list: Vec<Folder>,
     data_reserve: u8,
     entries: Vec<CabEntry>,
@@ -129,7 +128,6 @@ fn read_table(f: &mut (impl Read + Seek)) -> io::Result<Table> {
     }
     Ok(Table {
         header,
-        folders,
         folder_list,
         data_reserve,
         entries,
@@ -207,7 +205,7 @@ pub(crate) fn entries(path: &Path) -> io::Result<Vec<CabEntry>> {
 fn crate_view(path: &Path, table: &Table) -> io::Result<cab::Cabinet<View>> {
     let file = File::open(path)?;
     let len = file.metadata()?.len();
-    let mut spans = vec![0u64; table.folders as usize];
+    let mut spans = vec![0u64; table.folder_list.len()];
     for e in &table.entries {
         let end = e.offset as u64 + e.size as u64;
         let s = &mut spans[e.folder as usize];
@@ -233,7 +231,7 @@ fn crate_view(path: &Path, table: &Table) -> io::Result<cab::Cabinet<View>> {
             .map_err(|_| bad("a CAB larger than 4 GiB"))?
             .to_le_bytes(),
     );
-    header[28..30].copy_from_slice(&table.folders.to_le_bytes());
+    header[28..30].copy_from_slice(&(table.folder_list.len() as u16).to_le_bytes());
     let view = View {
         file,
         len,
@@ -269,15 +267,14 @@ fn visit_folder(
         if start < at {
             return Err(bad(format!("{} overlaps the file before it", e.name)));
         }
-        let cut = || bad(format!("{} is cut off: the CAB is truncated", e.name));
         if io::copy(&mut (&mut *stream).take(start - at), &mut io::sink())? != start - at {
-            return Err(cut());
+            return Err(cut_off(&e.name));
         }
         let mut part = (&mut *stream).take(e.size as u64);
         visit(e, &mut part)?;
         io::copy(&mut part, &mut io::sink())?;
         if part.limit() != 0 {
-            return Err(cut());
+            return Err(cut_off(&e.name));
         }
         at = start + e.size as u64;
     }
@@ -291,7 +288,7 @@ pub(crate) fn for_each_file(
     mut visit: impl FnMut(&CabEntry, &mut dyn Read) -> io::Result<()>,
 ) -> io::Result<()> {
     let table = read_table(&mut File::open(path)?)?;
-    let mut by_folder: Vec<Vec<&CabEntry>> = vec![Vec::new(); table.folders as usize];
+    let mut by_folder: Vec<Vec<&CabEntry>> = vec![Vec::new(); table.folder_list.len()];
     for e in &table.entries {
         by_folder[e.folder as usize].push(e);
     }
@@ -350,28 +347,27 @@ pub(crate) fn read_file<T>(
         let reader = BufReader::with_capacity(256 * 1024, cabinet.read_file(&stored)?);
         return Ok(Some(read(&mut Exact::new(reader, size, name))));
     }
-    let mut stream = folder_stream(path, &table, entry.folder)?;
-    let skip = entry.offset as u64;
-    if size < READ_AHEAD_FROM {
-        if super::mszip::skip(&mut stream, skip)? != skip {
-            return Err(bad(format!("{name} is cut off: the CAB is truncated")));
-        }
-        return Ok(Some(read(&mut Exact::new(stream, size, name))));
-    }
-    // A large member is inflated on a thread of its own while `read` parses it; the files
-    // before it in the folder are skipped there too.
-    let source = Skipping {
-        inner: stream,
-        skip,
+    // The files before it in the folder are skipped as the stream is first read: for a
+    // large member that happens on the thread that inflates it while `read` parses.
+    let stream = Skipping {
+        inner: folder_stream(path, &table, entry.folder)?,
+        skip: entry.offset as u64,
         name,
     };
-    Ok(Some(super::prefetch::read_ahead(source, |r| {
+    if size < READ_AHEAD_FROM {
+        return Ok(Some(read(&mut Exact::new(stream, size, name))));
+    }
+    Ok(Some(super::prefetch::read_ahead(stream, |r| {
         read(&mut Exact::new(r, size, name))
     })))
 }
 
 /// Members at least this large are read ahead on a second thread.
 const READ_AHEAD_FROM: u64 = 4 << 20;
+
+fn cut_off(name: &str) -> io::Error {
+    bad(format!("{name} is cut off: the CAB is truncated"))
+}
 
 /// A folder stream that first skips the files before the one wanted.
 struct Skipping<'n, R> {
@@ -380,18 +376,25 @@ struct Skipping<'n, R> {
     name: &'n str,
 }
 
-impl<R: BufRead> Read for Skipping<'_, R> {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+impl<R: BufRead> BufRead for Skipping<'_, R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
         if self.skip > 0 {
             if super::mszip::skip(&mut self.inner, self.skip)? != self.skip {
-                return Err(bad(format!(
-                    "{} is cut off: the CAB is truncated",
-                    self.name
-                )));
+                return Err(cut_off(self.name));
             }
             self.skip = 0;
         }
-        self.inner.read(out)
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.inner.consume(n);
+    }
+}
+
+impl<R: BufRead> Read for Skipping<'_, R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        super::mszip::read_buffered(self, out)
     }
 }
 
@@ -413,11 +416,10 @@ impl<R: BufRead> BufRead for Exact<'_, R> {
         if self.left == 0 {
             return Ok(&[]);
         }
-        let left = self.left;
-        let name = self.name;
+        let (left, name) = (self.left, self.name);
         let avail = self.inner.fill_buf()?;
         if avail.is_empty() {
-            return Err(bad(format!("{name} is cut off: the CAB is truncated")));
+            return Err(cut_off(name));
         }
         let n = (avail.len() as u64).min(left) as usize;
         Ok(&avail[..n])
