@@ -556,10 +556,6 @@ impl Engine {
             }
         }
         report.catalog_version = self.store.catalog_version()?;
-        if report.changed() {
-            // Status reads this instead of hashing the whole catalog on every call.
-            self.store.record_content_digest()?;
-        }
         report.categories = self.store.category_count()?;
         report.detectoids = self.store.count("update_type = 'Detectoid'")?;
         report.updates = self
@@ -569,6 +565,11 @@ impl Engine {
         let err = first_error.as_ref().map(|e| (e.to_string(), e.code()));
         self.store
             .finish_run(run, &report, err.as_ref().map(|(t, c)| (t.as_str(), *c)))?;
+        if report.changed() {
+            // Status reads this instead of hashing the whole catalog on every call. Hashed
+            // beside the caller's next steps, once this sync's last write is committed.
+            self.store.record_content_digest_later();
+        }
         match first_error {
             None => {
                 emit(SyncEvent::Finished {

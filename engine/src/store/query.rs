@@ -631,6 +631,8 @@ impl Store {
     /// The content digest, from the value recorded after the last sync that changed the
     /// catalog when it belongs to the current catalog version, else computed.
     pub fn current_content_digest(&self) -> Result<String> {
+        // The digest of the last sync may be being recorded right now.
+        self.background.join(Some("digest"));
         let version = self.catalog_version()?;
         if let Some(v) = self.meta("content_digest")?
             && let Some((at, digest)) = v.split_once(':')
@@ -698,12 +700,15 @@ impl Store {
     /// A digest over the active catalog's (id, revision) pairs: equal digests, equal catalogs.
     pub fn content_digest(&self) -> Result<String> {
         use sha1::{Digest, Sha1};
-        // One pass over the table in storage order, sorted in memory: ordering by id
-        // through its index would visit the rows at random (seconds on a large catalog).
-        // GUIDs sort as their lowercase hyphenated text does, so the order is the text's.
+        // One pass over the covering index `updates_by_source` (a third of the table's
+        // pages), sorted in memory: ordering by id through its own index would visit the
+        // rows at random (seconds on a large catalog). GUIDs sort as their lowercase
+        // hyphenated text does, so the order is the text's.
         let mut stmt = self
             .conn
-            .prepare("SELECT id, revision FROM updates NOT INDEXED WHERE state = 'active'")
+            .prepare(
+                "SELECT id, revision FROM updates INDEXED BY updates_by_source WHERE state = 'active'",
+            )
             .map_err(|e| self.err(e))?;
         let mut active: Vec<(UpdateId, u32)> = Vec::new();
         let mut rows = stmt.query([]).map_err(|e| self.err(e))?;

@@ -2,16 +2,16 @@
 
 mod decide;
 mod import;
+mod known;
 mod plan;
 mod report;
 mod select;
 mod supersede;
 
 use std::collections::HashSet;
-use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use rusqlite::TransactionBehavior;
 
 pub(crate) use import::import_update;
 pub use import::{ImportReport, ImportTarget, PinnedUpdate};
@@ -22,10 +22,11 @@ pub(crate) use supersede::apply as apply_supersedence;
 use crate::error::{Error, Result};
 use crate::events::{Phase, SyncEvent};
 use crate::filter::{FilterChain, LanguageSelection};
-use crate::model::{IdMap, IdSet, Identity, UpdateId};
+use crate::model::{IdMap, IdSet, Identity};
 use crate::source::{CatalogSource, Fetched, Listing};
 use crate::store::write::{Previous, compress_xml};
 use crate::store::{ItemVerdict, SourceState, Store, SyncWriter};
+use known::{ITEM_LOOKUP_LIMIT, Loading, active_count, listed_items, load_all};
 
 /// How to run a sync.
 #[derive(Debug, Clone, Copy, Default)]
@@ -92,7 +93,6 @@ pub(crate) fn sync_source(
     });
 
     let previous_state = store.source_state(&name)?;
-    let active_before = active_count(&store.conn, &name).map_err(|e| store.err(e))?;
     source.resume(previous_state.cursor.as_deref());
     source.languages(cx.languages);
     if source.asks_for_selection() {
@@ -160,14 +160,17 @@ pub(crate) fn sync_source(
     // loads the source's whole catalog once. In a single pass the source starts reading
     // while another thread loads the items; the first record it asks about waits for them.
     let loading = Loading::default();
+    let mut active_before = 0;
     let loader = match &listing {
         None => loading.start(store, &name)?,
         Some(l) if !l.complete && l.entries.len() <= ITEM_LOOKUP_LIMIT => {
-            loading.set(listed_items(store, &name, &l.entries)?);
+            active_before = active_count(&store.conn, &name).map_err(|e| store.err(e))?;
+            loading.set(listed_items(store, &name, &l.entries)?, None);
             None
         }
         Some(_) => {
-            loading.set(load_items(store, &name)?);
+            let (items, active) = load_all(store, &name)?;
+            loading.set(items, Some(active));
             None
         }
     };
@@ -187,7 +190,7 @@ pub(crate) fn sync_source(
             let r = listed.entry(e.id).or_insert(e.revision);
             *r = (*r).max(e.revision);
         }
-        let items = loading.wait(store.path())?;
+        let items = loading.items(store.path())?;
         let mut refetch_ids = IdSet::default();
         for (id, rev) in &listed {
             match items.get(id) {
@@ -233,7 +236,7 @@ pub(crate) fn sync_source(
     let mut log_budget = PER_UPDATE_LOG_LIMIT;
     let tree = crate::store::load_category_tree(&writer.tx).map_err(|e| writer.err(e))?;
     let mut decider = decide::StreamDecider::new(cx.chain, &name, tree, languages_changed);
-    let want_new = |i: Identity| match loading.wait(&path).map(|items| items.get(&i.id)) {
+    let want_new = |i: Identity| match loading.items(&path).map(|items| items.get(&i.id)) {
         // Without the items (their error is reported below) every record is read.
         Err(_) | Ok(None) => true,
         // Older revisions were recorded when they were first seen.
@@ -260,8 +263,12 @@ pub(crate) fn sync_source(
     if let Some(t) = loader {
         let _ = t.join();
     }
-    let items = loading.wait(&path)?;
+    let items = loading.items(&path)?;
+    let active_before = loading
+        .active(&path)?
+        .map_or(active_before, |a| a.software_and_drivers);
     if let Some(listing) = scanned {
+        listed.reserve(listing.entries.len());
         for e in &listing.entries {
             let r = listed.entry(e.id).or_insert(e.revision);
             *r = (*r).max(e.revision);
@@ -350,7 +357,7 @@ pub(crate) fn sync_source(
         total: 0,
     });
     if complete {
-        let gone = ids_not_listed(&writer, &name, &listed)?;
+        let gone = loading.not_listed(&writer, &path, &name, &listed)?;
         for id in gone.stored {
             if writer.expire(id)? {
                 report.expired += 1;
@@ -402,6 +409,9 @@ pub(crate) fn sync_source(
         return Ok(report);
     }
     writer.commit(cx.kind, &new_state, changed)?;
+    if changed {
+        store.checkpoint_soon();
+    }
     report.phases.applying_ms = clock.elapsed().as_millis() as u64;
     report.duration_ms = started.elapsed().as_millis() as u64;
     (cx.emit)(SyncEvent::SourceFinished {
@@ -787,157 +797,6 @@ pub(crate) fn count_change(
     }
 }
 
-/// What `catalog_items` holds for a source: revision and verdict by update id.
-type Items = IdMap<(u32, ItemVerdict)>;
-
-/// The source's catalog items, loaded on the sync's thread, or (for a single pass) on one
-/// beside it while the source starts reading.
-#[derive(Default)]
-struct Loading(Arc<OnceLock<std::result::Result<Items, String>>>);
-
-impl Loading {
-    fn set(&self, items: Items) {
-        let _ = self.0.set(Ok(items));
-    }
-
-    /// Loads on a thread of its own with a read-only connection. The sync's transaction
-    /// commits only after [`wait`](Self::wait), so that connection sees the store as the
-    /// sync found it.
-    fn start(&self, store: &Store, source: &str) -> Result<Option<std::thread::JoinHandle<()>>> {
-        /// Says why, should the thread end without a result.
-        struct Settle(Arc<OnceLock<std::result::Result<Items, String>>>);
-        impl Drop for Settle {
-            fn drop(&mut self) {
-                let _ = self
-                    .0
-                    .set(Err("the thread loading the catalog items stopped".into()));
-            }
-        }
-        let cell = self.0.clone();
-        let (path, name) = (store.path().to_owned(), source.to_owned());
-        let spawned = std::thread::Builder::new()
-            .name("patchsync-items".into())
-            .spawn(move || {
-                let settle = Settle(cell);
-                let loaded = Store::open_read_only(&path)
-                    .and_then(|s| load_items(&s, &name))
-                    .map_err(|e| match e {
-                        Error::Store { message, .. } => message,
-                        other => other.to_string(),
-                    });
-                let _ = settle.0.set(loaded);
-            });
-        match spawned {
-            Ok(t) => Ok(Some(t)),
-            Err(_) => {
-                self.set(load_items(store, source)?);
-                Ok(None)
-            }
-        }
-    }
-
-    fn wait(&self, path: &std::path::Path) -> Result<&Items> {
-        self.0.wait().as_ref().map_err(|m| Error::Store {
-            path: path.to_owned(),
-            message: format!("cannot read the source's catalog items: {m}"),
-        })
-    }
-}
-
-/// A change list at most this long is looked up in `catalog_items` id by id.
-const ITEM_LOOKUP_LIMIT: usize = 20_000;
-
-/// What `catalog_items` says about the listed ids only.
-fn listed_items(store: &Store, source: &str, entries: &[Identity]) -> Result<Items> {
-    let mut out = IdMap::with_capacity_and_hasher(entries.len(), Default::default());
-    let mut stmt = store
-        .conn
-        .prepare(
-            "SELECT revision, verdict = 'stored' FROM catalog_items WHERE source = ?1 AND update_id = ?2",
-        )
-        .map_err(|e| store.err(e))?;
-    for e in entries {
-        if out.contains_key(&e.id) {
-            continue;
-        }
-        let row = stmt
-            .query_row(params![source, e.id.to_string()], |r| {
-                Ok((r.get::<_, u32>(0)?, r.get::<_, bool>(1)?))
-            })
-            .optional()
-            .map_err(|e| store.err(e))?;
-        if let Some((rev, stored)) = row {
-            let v = if stored {
-                ItemVerdict::Stored
-            } else {
-                ItemVerdict::Excluded
-            };
-            out.insert(e.id, (rev, v));
-        }
-    }
-    Ok(out)
-}
-
-fn load_items(store: &Store, source: &str) -> Result<Items> {
-    let mut out = IdMap::default();
-    let mut stmt = store
-        .conn
-        .prepare(
-            "SELECT update_id, revision, verdict = 'stored' FROM catalog_items WHERE source = ?1",
-        )
-        .map_err(|e| store.err(e))?;
-    let mut rows = stmt.query([source]).map_err(|e| store.err(e))?;
-    while let Some(r) = rows.next().map_err(|e| store.err(e))? {
-        let id =
-            crate::store::id_column(r, 0).map_err(|m| store.err(format!("catalog_items: {m}")))?;
-        let rev: u32 = r.get(1).map_err(|e| store.err(e))?;
-        let v = if r.get::<_, bool>(2).map_err(|e| store.err(e))? {
-            ItemVerdict::Stored
-        } else {
-            ItemVerdict::Excluded
-        };
-        out.insert(id, (rev, v));
-    }
-    Ok(out)
-}
-
-struct NotListed {
-    stored: Vec<UpdateId>,
-    items: Vec<UpdateId>,
-}
-
-fn ids_not_listed(writer: &SyncWriter<'_>, source: &str, listed: &IdMap<u32>) -> Result<NotListed> {
-    let collect = |sql: &str| -> Result<Vec<UpdateId>> {
-        let mut stmt = writer.tx.prepare_cached(sql).map_err(|e| writer.err(e))?;
-        let mut rows = stmt.query([source]).map_err(|e| writer.err(e))?;
-        let mut out = Vec::new();
-        while let Some(r) = rows.next().map_err(|e| writer.err(e))? {
-            let id = crate::store::id_column(r, 0).map_err(|m| writer.err(m))?;
-            if !listed.contains_key(&id) {
-                out.push(id);
-            }
-        }
-        Ok(out)
-    };
-    Ok(NotListed {
-        stored: collect("SELECT id FROM updates WHERE source = ?1 AND state = 'active'")?,
-        items: collect(
-            "SELECT update_id FROM catalog_items WHERE source = ?1 AND verdict = 'excluded'",
-        )?,
-    })
-}
-
-/// Active software and driver updates of a source.
-fn active_count(conn: &rusqlite::Connection, source: &str) -> rusqlite::Result<u64> {
-    conn.query_row(
-        "SELECT COUNT(*) FROM updates WHERE source = ?1 AND state = 'active'
-           AND update_type IN ('Software', 'Driver')",
-        [source],
-        |r| r.get::<_, i64>(0),
-    )
-    .map(|n| n as u64)
-}
-
 /// Fewer removals than this are never a mass removal, whatever the share.
 const MASS_REMOVAL_FLOOR: u64 = 10;
 
@@ -961,8 +820,16 @@ fn mass_removal(
             100.0 * report.removed as f64 / active_before.max(1) as f64
         )));
     }
-    let active_after = active_count(&writer.tx, name).map_err(|e| writer.err(e))?;
-    if active_after > 0 {
+    let any_active: bool = writer
+        .tx
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM updates WHERE source = ?1 AND state = 'active'
+               AND update_type IN ('Software', 'Driver'))",
+            [name],
+            |r| r.get(0),
+        )
+        .map_err(|e| writer.err(e))?;
+    if any_active {
         return Ok(None);
     }
     let (by_rules, rule): (i64, Option<String>) = writer
