@@ -7,7 +7,7 @@ use rusqlite::{OptionalExtension, params};
 
 use crate::error::{Error, Result};
 use crate::model::{IdMap, Identity, UpdateId};
-use crate::store::{ItemVerdict, Store, SyncWriter};
+use crate::store::{ItemVerdict, Store};
 
 /// What `catalog_items` holds for a source: revision and verdict by update id.
 pub(super) type Items = IdMap<(u32, ItemVerdict)>;
@@ -100,17 +100,13 @@ impl Loading {
     }
 
     /// What a complete listing no longer has: the active updates to expire and the
-    /// excluded items to forget. From memory when the whole catalog was loaded: the sync
-    /// writes only listed ids, so the store as the sync found it answers the same.
-    pub fn not_listed(
-        &self,
-        writer: &SyncWriter<'_>,
-        path: &std::path::Path,
-        source: &str,
-        listed: &IdMap<u32>,
-    ) -> Result<NotListed> {
+    /// excluded items to forget, from the store as the sync found it (the sync writes only
+    /// listed ids, so the store inside its transaction answers the same). Nothing without
+    /// the whole catalog: only a short change list is looked up id by id, and a change list
+    /// is never complete, so nothing expires by its absence from it.
+    pub fn not_listed(&self, path: &std::path::Path, listed: &IdMap<u32>) -> Result<NotListed> {
         let Some(active) = self.active(path)? else {
-            return ids_not_listed(writer, source, listed);
+            return Ok(NotListed::default());
         };
         Ok(NotListed {
             stored: (active.ids.iter())
@@ -219,30 +215,10 @@ fn load_items(conn: &rusqlite::Connection, store: &Store, source: &str) -> Resul
     Ok(out)
 }
 
+#[derive(Default)]
 pub(super) struct NotListed {
     pub stored: Vec<UpdateId>,
     pub items: Vec<UpdateId>,
-}
-
-fn ids_not_listed(writer: &SyncWriter<'_>, source: &str, listed: &IdMap<u32>) -> Result<NotListed> {
-    let collect = |sql: &str| -> Result<Vec<UpdateId>> {
-        let mut stmt = writer.tx.prepare_cached(sql).map_err(|e| writer.err(e))?;
-        let mut rows = stmt.query([source]).map_err(|e| writer.err(e))?;
-        let mut out = Vec::new();
-        while let Some(r) = rows.next().map_err(|e| writer.err(e))? {
-            let id = crate::store::id_column(r, 0).map_err(|m| writer.err(m))?;
-            if !listed.contains_key(&id) {
-                out.push(id);
-            }
-        }
-        Ok(out)
-    };
-    Ok(NotListed {
-        stored: collect("SELECT id FROM updates WHERE source = ?1 AND state = 'active'")?,
-        items: collect(
-            "SELECT update_id FROM catalog_items WHERE source = ?1 AND verdict = 'excluded'",
-        )?,
-    })
 }
 
 /// Active software and driver updates of a source.

@@ -357,7 +357,7 @@ pub(crate) fn sync_source(
         total: 0,
     });
     if complete {
-        let gone = loading.not_listed(&writer, &path, &name, &listed)?;
+        let gone = loading.not_listed(&path, &listed)?;
         for id in gone.stored {
             if writer.expire(id)? {
                 report.expired += 1;
