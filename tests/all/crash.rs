@@ -16,6 +16,17 @@ fn digest(site: &Site) -> (String, u64) {
     )
 }
 
+/// Every index of the store with its definition.
+fn indexes(c: &rusqlite::Connection) -> Vec<(String, Option<String>)> {
+    let mut s = c
+        .prepare("SELECT name, sql FROM sqlite_master WHERE type = 'index' ORDER BY name")
+        .unwrap();
+    s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
 /// Starts `patchsync sync` and kills it after `after`; returns whether it was still running.
 fn kill_sync_after(site: &Site, after: Duration) -> bool {
     let mut child = bin()
@@ -78,6 +89,11 @@ fn killed_syncs_lose_nothing_and_duplicate_nothing() {
         &["*"],
         &["en", "de"],
     );
+    let fresh_indexes = {
+        let fresh = site.path("fresh.db");
+        drop(patchsync::store::Store::open(&fresh).unwrap());
+        indexes(&rusqlite::Connection::open(&fresh).unwrap())
+    };
     let mut killed = 0;
     for frac in [0.05, 0.2, 0.45, 0.7, 0.9] {
         if kill_sync_after(
@@ -107,6 +123,8 @@ fn killed_syncs_lose_nothing_and_duplicate_nothing() {
                 (v == "0" && n == 0) || v == "1",
                 "half a sync is visible: version {v}, {n} updates"
             );
+            // A first sync builds its indexes after the inserts, in its transaction.
+            assert_eq!(indexes(&c), fresh_indexes, "indexes after a kill");
         }
     }
     assert!(killed >= 2, "the kills came too late to test anything");
@@ -117,6 +135,8 @@ fn killed_syncs_lose_nothing_and_duplicate_nothing() {
         "after recovery the store equals a clean sync"
     );
     assert_eq!(r.catalog_version, 1);
+    let c = rusqlite::Connection::open(site.db()).unwrap();
+    assert_eq!(indexes(&c), fresh_indexes, "indexes after the first sync");
     let dupes: i64 = site.sql("SELECT COUNT(*) FROM (SELECT uid, language FROM localized GROUP BY 1, 2 HAVING COUNT(*) > 1)");
     assert_eq!(dupes, 0);
     let history = site.cli_json(&["history", "--json"]);

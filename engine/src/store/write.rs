@@ -40,6 +40,9 @@ pub struct SyncWriter<'c> {
     /// The store had no updates when this transaction began (a first sync): nothing fetched
     /// can replace a stored row, so `previous` need not look.
     empty_at_start: bool,
+    /// Secondary indexes dropped for a first sync's bulk insert, with the SQL that builds
+    /// them again (see [`SyncWriter::defer_indexes`]).
+    deferred_indexes: Vec<String>,
     /// Set by the host to stop the sync: checked per update, the transaction is then
     /// dropped (rolled back).
     pub(crate) cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
@@ -55,6 +58,9 @@ const CHILD_TABLES: &[&str] = &[
     "localized",
     "files",
 ];
+
+/// The page cache (negative: KiB) while deferred indexes are built.
+const INDEX_BUILD_CACHE_KIB: i64 = -16384;
 
 /// Compresses raw update XML the way the store keeps it (zstd level 3).
 pub fn compress_xml(
@@ -83,6 +89,7 @@ impl<'c> SyncWriter<'c> {
             version,
             path: path.to_owned(),
             empty_at_start,
+            deferred_indexes: Vec::new(),
             cancel: None,
         })
     }
@@ -101,6 +108,67 @@ impl<'c> SyncWriter<'c> {
 
     pub fn version(&self) -> u64 {
         self.version
+    }
+
+    /// In a first sync (the store had no updates), drops the secondary indexes of the
+    /// tables a sync fills, so the bulk insert does not update them row by row at random
+    /// places; [`SyncWriter::restore_indexes`] builds them again, sorted, in the same
+    /// transaction. Nothing outside this transaction ever sees the store without them:
+    /// other connections read the last commit, and a sync that fails or is killed rolls
+    /// the drop back with everything else. The lookups a sync makes while fetching use
+    /// primary keys and unique constraints only, which stay.
+    pub(crate) fn defer_indexes(&mut self) -> Result<()> {
+        if !self.empty_at_start || !self.deferred_indexes.is_empty() {
+            return Ok(());
+        }
+        let e = |x: rusqlite::Error| super::store_err(&self.path, x);
+        let indexes: Vec<(String, String)> = {
+            let mut s = self
+                .tx
+                .prepare(
+                    "SELECT name, sql FROM sqlite_master
+                     WHERE type = 'index' AND sql IS NOT NULL AND tbl_name IN
+                       ('updates', 'update_categories', 'relations', 'kb_articles', 'cves',
+                        'bulletins', 'files')",
+                )
+                .map_err(e)?;
+            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .and_then(|rows| rows.collect())
+                .map_err(e)?
+        };
+        for (name, sql) in indexes {
+            self.tx
+                .execute_batch(&format!("DROP INDEX \"{name}\""))
+                .map_err(e)?;
+            self.deferred_indexes.push(sql);
+        }
+        Ok(())
+    }
+
+    /// Builds the indexes [`SyncWriter::defer_indexes`] dropped. Called before anything
+    /// reads through them, and at the latest by the commit.
+    pub(crate) fn restore_indexes(&mut self) -> Result<()> {
+        if self.deferred_indexes.is_empty() {
+            return Ok(());
+        }
+        let e = |x: rusqlite::Error| super::store_err(&self.path, x);
+        // The sorter that builds an index buffers as much as the page cache holds before it
+        // spills; a smaller cache while building keeps the sync's peak memory where the
+        // row-by-row inserts had it.
+        let cache: i64 = self
+            .tx
+            .query_row("PRAGMA cache_size", [], |r| r.get(0))
+            .map_err(e)?;
+        self.tx
+            .execute_batch(&format!("PRAGMA cache_size = {INDEX_BUILD_CACHE_KIB}"))
+            .map_err(e)?;
+        let built = std::mem::take(&mut self.deferred_indexes)
+            .iter()
+            .try_for_each(|sql| self.tx.execute_batch(sql));
+        let restored = self
+            .tx
+            .execute_batch(&format!("PRAGMA cache_size = {cache}"));
+        built.and(restored).map_err(e)
     }
 
     /// The row `id` had before this sync, if any. Rows this sync wrote itself are the
@@ -409,7 +477,8 @@ impl<'c> SyncWriter<'c> {
 
     /// Commits changes made outside a sync of the source (an import): the source's
     /// fingerprint and cursor stay as the last sync left them.
-    pub fn commit_without_source_state(self, changed: bool) -> Result<()> {
+    pub fn commit_without_source_state(mut self, changed: bool) -> Result<()> {
+        self.restore_indexes()?;
         let e = |x: rusqlite::Error| super::store_err(&self.path, x);
         if changed {
             self.tx

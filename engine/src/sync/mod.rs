@@ -229,6 +229,7 @@ pub(crate) fn sync_source(
         })?;
     let mut writer = SyncWriter::new(tx, &path, &name, cx.version)?;
     writer.cancel = Some(cx.cancel.clone());
+    writer.defer_indexes()?;
 
     // Fetch.
     let mut fetched: IdMap<FetchedInfo> =
@@ -260,6 +261,7 @@ pub(crate) fn sync_source(
         Some((&mut decider, &mut log_budget)),
         cx.emit,
     )?;
+    writer.restore_indexes()?;
     if let Some(t) = loader {
         let _ = t.join();
     }
