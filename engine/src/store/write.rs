@@ -48,6 +48,8 @@ pub struct SyncWriter<'c> {
     pub(crate) cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
+/// The tables that hang off an update by `uid`: deleted with it, and (with `updates`) the
+/// tables a first sync fills.
 const CHILD_TABLES: &[&str] = &[
     "update_xml",
     "update_categories",
@@ -122,15 +124,18 @@ impl<'c> SyncWriter<'c> {
             return Ok(());
         }
         let e = |x: rusqlite::Error| super::store_err(&self.path, x);
+        let tables = std::iter::once("updates")
+            .chain(CHILD_TABLES.iter().copied())
+            .map(|t| format!("'{t}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
         let indexes: Vec<(String, String)> = {
             let mut s = self
                 .tx
-                .prepare(
+                .prepare(&format!(
                     "SELECT name, sql FROM sqlite_master
-                     WHERE type = 'index' AND sql IS NOT NULL AND tbl_name IN
-                       ('updates', 'update_categories', 'relations', 'kb_articles', 'cves',
-                        'bulletins', 'files')",
-                )
+                     WHERE type = 'index' AND sql IS NOT NULL AND tbl_name IN ({tables})"
+                ))
                 .map_err(e)?;
             s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
                 .and_then(|rows| rows.collect())
