@@ -13,11 +13,13 @@
 //! - `removed.jsonl.zst`: updates deleted from the catalog (incremental packages);
 //! - `file_urls.jsonl.zst`: download URLs of the records' files, by digest.
 //!
-//! Export streams from one read snapshot of the store; import verifies the manifest, its
-//! signature and every part's digest before it touches the store, then applies the package
-//! as a sync of one source ([`IMPORT_SOURCE`]) in one transaction.
+//! Export streams from one read snapshot of the store while a writer thread hashes and
+//! writes the parts; import verifies the manifest, its signature and every part's digest
+//! before it touches the store, then applies the package as a sync of one source
+//! ([`IMPORT_SOURCE`]) in one transaction.
 
 mod keys;
+mod pipe;
 mod read;
 mod source;
 mod write;

@@ -8,9 +8,10 @@ use base64::Engine as _;
 use rusqlite::params;
 use sha2::{Digest, Sha256};
 
+use super::pipe::PartWriter;
 use super::{
     Counts, END_MAGIC, FILE_URLS, FORMAT, FORMAT_VERSION, FileUrlLine, INDEX, IndexLine, MAGIC,
-    Manifest, PackageKind, Part, REMOVED, RemovedLine, Signature, SigningKey, UPDATES,
+    Manifest, PackageKind, REMOVED, RemovedLine, Signature, SigningKey, UPDATES,
 };
 use crate::error::{Error, Result};
 use crate::model::UpdateId;
@@ -25,55 +26,19 @@ pub struct ExportOptions<'a> {
     pub sign: Option<&'a SigningKey>,
 }
 
-/// A writer that hashes and counts what goes through it.
-struct Hashing<W> {
-    inner: W,
-    hash: Sha256,
-    size: u64,
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hash.update(&buf[..n]);
-        self.size += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-impl<W> Hashing<W> {
-    fn new(inner: W) -> Self {
-        Hashing {
-            inner,
-            hash: Sha256::new(),
-            size: 0,
-        }
-    }
-    fn part(self, name: &str) -> Part {
-        Part {
-            name: name.to_owned(),
-            size: self.size,
-            sha256: hex(&self.hash.finalize()),
-        }
-    }
-}
-
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A zstd-compressed JSON-lines part.
-fn jsonl_part<W: Write, T: serde::Serialize>(
-    w: &mut W,
-    name: &str,
+fn jsonl_part<T: serde::Serialize>(
+    w: &mut PartWriter,
+    name: &'static str,
     rows: impl IntoIterator<Item = Result<T>>,
     out: &Path,
-) -> Result<Part> {
+) -> Result<()> {
     let io = |e: std::io::Error| Error::io(out, e);
-    let mut enc = zstd::Encoder::new(Hashing::new(&mut *w), 1).map_err(io)?;
+    let mut enc = zstd::Encoder::new(&mut *w, 1).map_err(io)?;
     let mut line = Vec::with_capacity(256);
     for row in rows {
         line.clear();
@@ -81,7 +46,8 @@ fn jsonl_part<W: Write, T: serde::Serialize>(
         line.push(b'\n');
         enc.write_all(&line).map_err(io)?;
     }
-    Ok(enc.finish().map_err(io)?.part(name))
+    enc.finish().map_err(io)?;
+    w.cut(name).map_err(io)
 }
 
 /// Writes the store's catalog (or its changes since `opts.since`) to `out`.
@@ -133,16 +99,16 @@ pub fn export_package(store: &Store, out: &Path, opts: &ExportOptions<'_>) -> Re
         .prefix(".patchsync-export-")
         .tempfile_in(dir)
         .map_err(|x| Error::io(dir, x))?;
-    let mut file = BufWriter::with_capacity(1 << 20, tmp.reopen().map_err(io)?);
+    let mut file = tmp.reopen().map_err(io)?;
     file.write_all(MAGIC).map_err(io)?;
+    // The parts are hashed and written on a thread of their own while this one reads.
+    let mut w = PartWriter::start(file).map_err(io)?;
     let mut counts = Counts::default();
-    let mut parts = Vec::new();
 
     // updates.bin, with the index spooled beside it (one pass over the records).
     let index_spool = tempfile::tempfile_in(dir).map_err(|x| Error::io(dir, x))?;
     let mut index = zstd::Encoder::new(BufWriter::new(index_spool), 1).map_err(io)?;
     {
-        let mut w = Hashing::new(&mut file);
         // Categories and detectoids first (an importer then knows the category tree before
         // the updates that name it), each group in store order: no sort of the blobs.
         let select = |categories: bool| {
@@ -207,7 +173,7 @@ pub fn export_package(store: &Store, out: &Path, opts: &ExportOptions<'_>) -> Re
                 index.write_all(&text).map_err(io)?;
             }
         }
-        parts.push(w.part(UPDATES));
+        w.cut(UPDATES).map_err(io)?;
     }
     let mut spool = index
         .finish()
@@ -215,9 +181,8 @@ pub fn export_package(store: &Store, out: &Path, opts: &ExportOptions<'_>) -> Re
         .into_inner()
         .map_err(|x| io(x.into_error()))?;
     spool.rewind().map_err(io)?;
-    let mut w = Hashing::new(&mut file);
     std::io::copy(&mut spool, &mut w).map_err(io)?;
-    parts.push(w.part(INDEX));
+    w.cut(INDEX).map_err(io)?;
 
     let removed: Vec<Result<RemovedLine>> = if kind == PackageKind::Incremental {
         let mut s = store
@@ -245,7 +210,7 @@ pub fn export_package(store: &Store, out: &Path, opts: &ExportOptions<'_>) -> Re
         Vec::new()
     };
     counts.removed = removed.len() as u64;
-    parts.push(jsonl_part(&mut file, REMOVED, removed, out)?);
+    jsonl_part(&mut w, REMOVED, removed, out)?;
 
     {
         // A full package carries every URL the site knows; an incremental one those of the
@@ -272,11 +237,12 @@ pub fn export_package(store: &Store, out: &Path, opts: &ExportOptions<'_>) -> Re
             .map_err(e)?
             .map(|r| r.map_err(e));
         let mut n = 0u64;
-        let part = jsonl_part(&mut file, FILE_URLS, rows.inspect(|_| n += 1), out)?;
+        jsonl_part(&mut w, FILE_URLS, rows.inspect(|_| n += 1), out)?;
         counts.file_urls = n;
-        parts.push(part);
     }
     drop(snapshot);
+    let (file, parts) = w.finish().map_err(io)?;
+    let mut file = BufWriter::new(file);
 
     let manifest = Manifest {
         format: FORMAT.to_owned(),
