@@ -1,7 +1,8 @@
 //! Export package benchmarks: full export and import of a generated catalog, then an
 //! incremental package after a 1 % evolution, against two baselines measured in the same run:
 //! reading the store once (every update row and its stored XML), and a full sync of the same
-//! catalog. Each run is a child process, so its peak RSS is its own.
+//! catalog; as context, what copying the full package's bytes once costs (read, write,
+//! flush). Each run is a child process, so its peak RSS is its own.
 //!
 //! `cargo bench -p patchsync --bench package` (updates: `PATCHSYNC_BENCH_UPDATES`, default
 //! 500000; the catalogs are the sync bench's, kept in `target/bench/`).
@@ -66,6 +67,25 @@ fn child(mode: &str, dir: &Path) {
             }
             eprintln!("read-store: {n} rows, {:.0} MB of XML", bytes as f64 / 1e6);
         }
+        "copy-package" => {
+            // What writing the package's bytes costs on this machine: read the full package,
+            // write it to a new file, flush it to disk.
+            use std::io::{Read, Write};
+            let mut from = std::fs::File::open(dir.join("export-full.pkg")).unwrap();
+            let to = dir.join("copy.pkg");
+            let mut out = std::fs::File::create(&to).unwrap();
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = from.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                out.write_all(&buf[..n]).unwrap();
+            }
+            out.sync_all().unwrap();
+            drop(out);
+            std::fs::remove_file(&to).unwrap();
+        }
         "export-full" | "export-inc" => {
             let engine = Engine::open(connected(dir)).unwrap();
             let key = key();
@@ -124,6 +144,7 @@ fn main() {
     let (sync_s, sync_rss) = common::run_child("sync", &[&dir]);
     let (read_s, read_rss) = common::run_child("read-store", &[&dir]);
     let (exp_s, exp_rss) = common::run_child("export-full", &[&dir]);
+    let (copy_s, copy_rss) = common::run_child("copy-package", &[&dir]);
     let (imp_s, imp_rss) = common::run_child("import-full", &[&dir]);
     std::fs::copy(&next, dir.join("live.cab")).unwrap();
     let (delta_s, delta_rss) = common::run_child("sync", &[&dir]);
@@ -171,6 +192,16 @@ fn main() {
             exp_s,
             exp_rss,
             format!("{full_mb:.0} MB; {:.2}× reading the store", exp_s / read_s),
+        ),
+        row(
+            "copying the full package once (read, write, flush; context)",
+            copy_s,
+            copy_rss,
+            format!(
+                "{:.2}× reading the store; export / (read + copy) = {:.2}",
+                copy_s / read_s,
+                exp_s / (read_s + copy_s)
+            ),
         ),
         row(
             "full import into an empty site",
