@@ -293,8 +293,42 @@ fn main() -> ExitCode {
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", message(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The error and its causes, `: `-separated, each said once: an engine error's message
+/// already carries the I/O error under it.
+fn message(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::message;
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::StorageFull, "No space left on device");
+        let e = anyhow::Error::new(patchsync::Error::Io {
+            path: "out/x.pkg".into(),
+            source: io,
+        });
+        assert_eq!(message(&e), "out/x.pkg: No space left on device");
+        let e = anyhow::anyhow!("disk gone").context("writing out/x.pkg");
+        assert_eq!(message(&e), "writing out/x.pkg: disk gone");
     }
 }
