@@ -480,6 +480,15 @@ fn export_says_what_it_cannot_do() {
         "{err}"
     );
     assert!(!site.path("x.pkg").exists());
+    // A folder that does not exist yet is made, as for a WSUS export.
+    let nested = site.path("out/packages/full.pkg");
+    let out = site.cli(&["export", "--out", nested.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(nested.is_file());
 }
 
 #[test]

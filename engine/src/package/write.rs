@@ -95,6 +95,8 @@ pub fn export_package(store: &Store, out: &Path, opts: &ExportOptions<'_>) -> Re
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
+    // Like every file patchsync writes, the package's folder is made if missing.
+    std::fs::create_dir_all(dir).map_err(|x| Error::io(dir, x))?;
     let tmp = tempfile::Builder::new()
         .prefix(".patchsync-export-")
         .tempfile_in(dir)
