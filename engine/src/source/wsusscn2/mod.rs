@@ -26,7 +26,12 @@
 
 mod package;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+
+/// The walk's own maps, keyed by RevisionId, cab or digest: hundreds of thousands of
+/// lookups per fragment cab, so a fast hasher (foldhash, seeded per map).
+type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type Set<K> = HashSet<K, foldhash::fast::RandomState>;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
@@ -134,16 +139,16 @@ struct Walk<'a, 's> {
     /// `index.xml`: (RANGESTART, cab name lowercased), sorted.
     ranges: Option<Vec<(u32, String)>>,
     package: Option<PackageXml>,
-    by_rid: HashMap<u32, usize>,
+    by_rid: Map<u32, usize>,
     /// superseder RevisionId → the RevisionIds it supersedes; bundle → its leaves.
-    supersedes: HashMap<u32, Vec<u32>>,
-    bundles: HashMap<u32, Vec<u32>>,
-    urls: HashMap<String, String>,
+    supersedes: Map<u32, Vec<u32>>,
+    bundles: Map<u32, Vec<u32>>,
+    urls: Map<String, String>,
     /// cab name (lowercased) → wanted RevisionIds in it.
-    plan: Option<HashMap<String, Vec<u32>>>,
+    plan: Option<Map<String, Vec<u32>>>,
     /// Fragment cabs copied before the plan existed.
     pending: Vec<(String, PathBuf)>,
-    seen_cabs: HashSet<String>,
+    seen_cabs: Set<String>,
     failure: Option<Error>,
     /// package.xml already parsed by the listing pass.
     cached: Option<PackageXml>,
@@ -283,7 +288,7 @@ impl Walk<'_, '_> {
         if self.plan.is_some() || self.ranges.is_none() || self.package.is_none() {
             return Ok(());
         }
-        let mut plan: HashMap<String, Vec<u32>> = HashMap::new();
+        let mut plan: Map<String, Vec<u32>> = Map::default();
         if let (Some(w), Some(p)) = (self.wanted, self.package.as_ref()) {
             for e in &p.entries {
                 if w.contains(&e.identity) {
@@ -313,7 +318,7 @@ impl Walk<'_, '_> {
         let Some(rids) = self.plan.as_ref().and_then(|p| p.get(name)).cloned() else {
             return Ok(());
         };
-        let wanted: HashSet<u32> = rids.iter().copied().collect();
+        let wanted: Set<u32> = rids.iter().copied().collect();
         let item = format!("{}: {name}", self.shown);
         let damaged = |w: &Self, e: std::io::Error| {
             w.err(&item, format!("{e}; download the offline scan file again"))
@@ -336,7 +341,8 @@ impl Walk<'_, '_> {
         // Pass 1: the small localized (kept languages) and extended fragments of the wanted
         // revisions.
         let languages = self.languages;
-        let mut frags: HashMap<u32, Fragments> = HashMap::with_capacity(rids.len());
+        let mut frags: Map<u32, Fragments> =
+            Map::with_capacity_and_hasher(rids.len(), Default::default());
         let mut bad: Option<String> = None;
         for_each_file(cab, |e, r| {
             let Some((kind, rid)) = fragment_name(&e.name) else {
@@ -425,13 +431,15 @@ impl Walk<'_, '_> {
         &mut self,
         name: &str,
         cab: &Path,
-        wanted: &HashSet<u32>,
+        wanted: &Set<u32>,
         item: &str,
     ) -> Result<()> {
         let languages = self.languages;
-        let mut frags: HashMap<u32, Fragments> = HashMap::with_capacity(wanted.len());
-        let mut cores: HashMap<u32, String> = HashMap::with_capacity(wanted.len());
-        let mut done: HashSet<u32> = HashSet::with_capacity(wanted.len());
+        let mut frags: Map<u32, Fragments> =
+            Map::with_capacity_and_hasher(wanted.len(), Default::default());
+        let mut cores: Map<u32, String> =
+            Map::with_capacity_and_hasher(wanted.len(), Default::default());
+        let mut done: Set<u32> = Set::with_capacity_and_hasher(wanted.len(), Default::default());
         let mut failure: Option<Error> = None;
         let outcome = for_each_file(cab, |e, r| {
             let Some((kind, rid)) = fragment_name(&e.name) else {
@@ -520,16 +528,18 @@ impl Walk<'_, '_> {
                 .raw
                 .take()
         };
-        let entry = self.entry(rid).clone();
-        let id = entry.identity;
-        let item = format!(
-            "{}: {cab}: update {} revision {} (RevisionId {rid})",
-            self.shown, id.id, id.revision
-        );
+        let id = self.entry(rid).identity;
+        // Named only in errors: formatted when one happens.
+        let item = |w: &Self| {
+            format!(
+                "{}: {cab}: update {} revision {} (RevisionId {rid})",
+                w.shown, id.id, id.revision
+            )
+        };
         if core.is_none() {
-            if entry.categories.is_empty() {
+            if self.entry(rid).categories.is_empty() {
                 return Err(self.err(
-                    &item,
+                    item(self),
                     format!(
                         "its core fragment c/{rid} is missing from {cab} and package.xml names no \
                          categories for it: the offline scan file is damaged; download it again"
@@ -545,16 +555,20 @@ impl Walk<'_, '_> {
                 ))?;
             }
         }
+        let entry = self.entry(rid);
         let mut doc = String::with_capacity(4096);
         doc.push_str("<Update xmlns=\"");
         doc.push_str(std::str::from_utf8(UPDATE_NS).expect("ASCII"));
         doc.push('"');
         // Core and extended fragments are where applicability rules and handler data use
         // prefixes; a fragment that declares one itself needs nothing from the wrapper.
-        for (usage, declaration) in FRAGMENT_PREFIXES {
-            let name = &declaration[1..declaration.find('=').unwrap_or(1)];
-            let texts = || core.iter().chain(f.extended.iter());
-            if texts().any(|t| t.contains(usage)) && !texts().any(|t| t.contains(name)) {
+        let (mut used, mut declared) = (0u8, 0u8);
+        for t in core.iter().chain(f.extended.iter()) {
+            let (u, d) = prefixes_in(t);
+            (used, declared) = (used | u, declared | d);
+        }
+        for (bit, (_, declaration)) in FRAGMENT_PREFIXES.iter().enumerate() {
+            if used & !declared & (1 << bit) != 0 {
                 doc.push_str(declaration);
             }
         }
@@ -597,10 +611,10 @@ impl Walk<'_, '_> {
             doc.push_str("</OfflineSyncPackageEntry>");
         }
         doc.push_str("</Update>");
-        let mut u = parse_update(&doc).map_err(|e| self.err(&item, e.to_string()))?;
+        let mut u = parse_update(&doc).map_err(|e| self.err(item(self), e.to_string()))?;
         if u.identity != id {
             return Err(self.err(
-                &item,
+                item(self),
                 format!(
                     "its core fragment says update {} revision {}, package.xml says {} revision {}: \
                      the offline scan file is inconsistent",
@@ -610,7 +624,7 @@ impl Walk<'_, '_> {
         }
         let (cats, rels) = (u.categories.len(), u.relations.len());
         let (dated, with_language) = (u.creation_date.is_some(), u.default_language.is_some());
-        self.merge(&entry, &mut u);
+        self.merge(entry, &mut u);
         // What package.xml added goes into the stored XML too, so it reads back the same
         // (from this store, or from an export of it).
         let mut patched = false;
@@ -878,6 +892,28 @@ fn patch_relationships(doc: &mut String, cats: &[UpdateId], rels: &[(RelationKin
     }
 }
 
+/// Which [`FRAGMENT_PREFIXES`] a fragment uses (as `<p:`, or `xsi:` anywhere) and which it
+/// declares itself (`xmlns:p`), as bit masks in that list's order: one pass over its colons.
+fn prefixes_in(text: &str) -> (u8, u8) {
+    let b = text.as_bytes();
+    let (mut used, mut declared) = (0u8, 0u8);
+    for (i, _) in text.match_indices(':') {
+        let before = &b[..i];
+        for (bit, (usage, _)) in FRAGMENT_PREFIXES.iter().enumerate() {
+            // `usage` is `<p:` or `xsi:`; the prefix is what lies between `<` and `:`.
+            let usage = &usage.as_bytes()[..usage.len() - 1];
+            if before.ends_with(usage) {
+                used |= 1 << bit;
+            }
+            let prefix = usage.strip_prefix(b"<").unwrap_or(usage);
+            if before.ends_with(b"xmlns") && b[i + 1..].starts_with(prefix) {
+                declared |= 1 << bit;
+            }
+        }
+    }
+    (used, declared)
+}
+
 /// `c/123`, `x/123`, `l/en/123` → (kind, RevisionId); anything else (EULAs) → `None`.
 fn fragment_name(name: &str) -> Option<(char, u32)> {
     let kind = match name.as_bytes().first()? {
@@ -942,13 +978,13 @@ impl Wsusscn2Source {
             spool,
             ranges: None,
             package: None,
-            by_rid: HashMap::new(),
-            supersedes: HashMap::new(),
-            bundles: HashMap::new(),
-            urls: HashMap::new(),
+            by_rid: Map::default(),
+            supersedes: Map::default(),
+            bundles: Map::default(),
+            urls: Map::default(),
             plan: None,
             pending: Vec::new(),
-            seen_cabs: HashSet::new(),
+            seen_cabs: Set::default(),
             failure: None,
             cached: self.listed.take(),
             coreless: 0,
@@ -1060,5 +1096,38 @@ impl CatalogSource for Wsusscn2Source {
         sink: &mut dyn FnMut(Fetched) -> Result<()>,
     ) -> Result<()> {
         self.walk(Some(wanted), Some(sink)).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `prefixes_in` answers, by substring search: `usage`, and `xmlns:p` undeclared.
+    fn naive(text: &str) -> (u8, u8) {
+        let (mut used, mut declared) = (0, 0);
+        for (bit, (usage, declaration)) in FRAGMENT_PREFIXES.iter().enumerate() {
+            let name = &declaration[1..declaration.find('=').unwrap()];
+            used |= u8::from(text.contains(usage)) << bit;
+            declared |= u8::from(text.contains(name)) << bit;
+        }
+        (used, declared)
+    }
+
+    #[test]
+    fn prefixes_are_found_in_one_pass_as_by_search() {
+        for text in [
+            "",
+            ":",
+            "bar:",
+            "<bar:WindowsVersion Comparison=\"EqualTo\" />",
+            "<lar:And><bar:RegKeyExists Key=\"HKLM\" /></lar:And>",
+            "<cat:Installed xmlns:cat=\"urn:x\" /><b xsi:nil=\"true\" />",
+            "<Props xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" Time=\"17:00:00\" />",
+            "<lar:Or xmlns:lar=\"urn:lar\" xmlns:bar=\"urn:bar\"><bar:Processor /></lar:Or>",
+            "xmlns:barx <cat:",
+        ] {
+            assert_eq!(prefixes_in(text), naive(text), "{text}");
+        }
     }
 }

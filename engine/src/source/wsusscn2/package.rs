@@ -8,7 +8,6 @@ use quick_xml::Reader;
 use quick_xml::events::{BytesStart, Event};
 
 use crate::model::{CategoryKind, Identity, UpdateId};
-use crate::xml::attr_trimmed as attr;
 
 /// One `Updates/Update` of package.xml.
 #[derive(Debug, Clone)]
@@ -70,7 +69,19 @@ fn tag(local: &[u8]) -> Tag {
 }
 
 fn need(e: &BytesStart<'_>, name: &[u8], what: &str) -> Result<String, String> {
-    attr(e, name)?.ok_or_else(|| format!("<{what}> without {}", String::from_utf8_lossy(name)))
+    parse_attr(e, name, what, |v| Ok(v.to_owned()))
+}
+
+/// `name`'s value, trimmed, handed to `parse` without a copy (ids and numbers: hundreds of
+/// thousands per package.xml); an error if the element lacks it.
+fn parse_attr<T>(
+    e: &BytesStart<'_>,
+    name: &[u8],
+    what: &str,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<T, String> {
+    crate::xml::attr_parsed(e, name, parse)?
+        .ok_or_else(|| format!("<{what}> without {}", String::from_utf8_lossy(name)))
 }
 
 fn guid(v: &str, what: &str) -> Result<UpdateId, String> {
@@ -128,17 +139,18 @@ pub(crate) fn read_package_xml(mut input: impl BufRead) -> Result<PackageXml, St
                             (None, None, None, None, None);
                         for a in e.attributes() {
                             let a = a.map_err(|x| format!("bad attribute: {x}"))?;
-                            let v = || -> Result<String, String> {
+                            let v = || {
                                 a.unescape_value()
-                                    .map(|v| v.trim().to_owned())
                                     .map_err(|x| format!("bad attribute value: {x}"))
                             };
                             match a.key.local_name().as_ref() {
-                                b"UpdateId" => id = Some(guid(&v()?, "UpdateId")?),
-                                b"RevisionNumber" => rev = Some(number(&v()?, "RevisionNumber")?),
-                                b"RevisionId" => rid = Some(number(&v()?, "RevisionId")?),
-                                b"CreationDate" => created = Some(v()?),
-                                b"DefaultLanguage" => lang = Some(v()?),
+                                b"UpdateId" => id = Some(guid(v()?.trim(), "UpdateId")?),
+                                b"RevisionNumber" => {
+                                    rev = Some(number(v()?.trim(), "RevisionNumber")?)
+                                }
+                                b"RevisionId" => rid = Some(number(v()?.trim(), "RevisionId")?),
+                                b"CreationDate" => created = Some(v()?.trim().to_owned()),
+                                b"DefaultLanguage" => lang = Some(v()?.trim().to_owned()),
                                 _ => {}
                             }
                         }
@@ -168,7 +180,7 @@ pub(crate) fn read_package_xml(mut input: impl BufRead) -> Result<PackageXml, St
                     }
                     (b"UpdateId", Some(Tag::Prerequisites)) | (b"UpdateId", Some(Tag::Or)) => {
                         if let Some(c) = cur.as_mut() {
-                            let id = guid(&need(e, b"Id", "UpdateId")?, "prerequisite")
+                            let id = parse_attr(e, b"Id", "UpdateId", |v| guid(v, "prerequisite"))
                                 .map_err(|m| format!("update {}: {m}", c.identity.id))?;
                             if parent == Some(Tag::Or) {
                                 c.prerequisites_any.push(id);
@@ -179,16 +191,19 @@ pub(crate) fn read_package_xml(mut input: impl BufRead) -> Result<PackageXml, St
                     }
                     (b"Category", Some(Tag::Categories)) => {
                         if let Some(c) = cur.as_mut() {
-                            let id = guid(&need(e, b"Id", "Category")?, "category")
+                            let id = parse_attr(e, b"Id", "Category", |v| guid(v, "category"))
                                 .map_err(|m| format!("update {}: {m}", c.identity.id))?;
-                            let kind = attr(e, b"Type")?.and_then(|t| CategoryKind::parse(&t));
+                            let kind = crate::xml::attr_parsed(e, b"Type", |t| {
+                                Ok(CategoryKind::parse(t))
+                            })?
+                            .flatten();
                             c.categories.push((kind, id));
                         }
                     }
                     (b"Revision", Some(Tag::BundledBy))
                     | (b"Revision", Some(Tag::SupersededBy)) => {
                         if let Some(c) = cur.as_mut() {
-                            let r = number(&need(e, b"Id", "Revision")?, "Revision Id")
+                            let r = parse_attr(e, b"Id", "Revision", |v| number(v, "Revision Id"))
                                 .map_err(|m| format!("update {}: {m}", c.identity.id))?;
                             if parent == Some(Tag::BundledBy) {
                                 c.bundled_by.push(r);
