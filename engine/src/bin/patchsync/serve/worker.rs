@@ -168,7 +168,12 @@ pub fn run(shared: Arc<Shared>, requests: Receiver<Trigger>, stop: Arc<AtomicBoo
                     s.next_retry = None;
                 }
             }
+            // The worker stays `running` from one queued sync to the next: a status read in
+            // between never shows it idle with a sync still to come.
             next = s.queued.take().map(|full| Trigger::Request { full });
+            if next.is_none() {
+                s.running = false;
+            }
         }
     }
 }
@@ -237,9 +242,6 @@ fn sync_once(
     let mut engine = match Engine::open(shared.config.clone()) {
         Ok(e) => e,
         Err(e) => {
-            if let Ok(mut s) = shared.state.lock() {
-                s.running = false;
-            }
             shared.publish(messages::failed(&e.to_string()));
             return (false, Some(e.to_string()), false);
         }
@@ -293,7 +295,6 @@ fn sync_once(
     done.store(true, Ordering::Relaxed);
     {
         let mut s = shared.state.lock().expect("state");
-        s.running = false;
         s.progress = None;
         s.cancel = None;
     }
