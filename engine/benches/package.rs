@@ -69,7 +69,8 @@ fn child(mode: &str, dir: &Path) {
         }
         "copy-package" => {
             // What writing the package's bytes costs on this machine: read the full package,
-            // write it to a new file, flush it to disk.
+            // write it to a new file, flush it to disk (through user space, as the export
+            // writes: `std::io::copy` would copy inside the kernel).
             use std::io::{Read, Write};
             let mut from = std::fs::File::open(dir.join("export-full.pkg")).unwrap();
             let to = dir.join("copy.pkg");

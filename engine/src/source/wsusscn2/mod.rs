@@ -27,11 +27,6 @@
 mod package;
 
 use std::collections::HashSet;
-
-/// The walk's own maps, keyed by RevisionId, cab or digest: hundreds of thousands of
-/// lookups per fragment cab, so a fast hasher (foldhash, seeded per map).
-type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
-type Set<K> = HashSet<K, foldhash::fast::RandomState>;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
@@ -44,6 +39,11 @@ use crate::error::{Error, Result};
 use crate::filter::LanguageSelection;
 use crate::model::{Identity, RelationKind, Update, UpdateId, UpdateRef};
 use crate::xml::{UPDATE_NS, parse_update};
+
+/// The walk's own maps, keyed by RevisionId, cab or digest: hundreds of thousands of
+/// lookups per fragment cab, so a fast hasher (foldhash, seeded per map).
+type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type Set<K> = HashSet<K, foldhash::fast::RandomState>;
 
 const OFFLINE_NS: &str = "http://schemas.microsoft.com/msus/2004/02/OfflineSync";
 /// Prefixes core fragments use without declaring them (their declarations lived on the
