@@ -239,7 +239,10 @@ impl Engine {
     ) -> Result<SyncReport> {
         let _lock = self.lock()?;
         self.store.defer_checkpoints()?;
+        // The WAL the sync fills goes to disk while it parses, not all at the checkpoint.
+        let flush = crate::store::writeback::Flusher::start(vec![self.store.wal_path()]);
         let result = self.run_configured(only, options, None, observer);
+        drop(flush);
         self.store.checkpoint_later();
         result
     }

@@ -139,7 +139,7 @@ fn run(mut file: File, rx: Receiver<Msg>, spare: SyncSender<Vec<u8>>) -> Outcome
                 size += chunk.len() as u64;
                 pos += chunk.len() as u64;
                 if pos - flushed >= WRITEBACK {
-                    start_writeback(&file, flushed, pos - flushed);
+                    crate::store::writeback::start(&file, flushed, pos - flushed);
                     flushed = pos;
                 }
                 chunk.clear();
@@ -157,26 +157,6 @@ fn run(mut file: File, rx: Receiver<Msg>, spare: SyncSender<Vec<u8>>) -> Outcome
     }
     Ok((file, parts))
 }
-
-/// Starts writing `len` bytes at `offset` to disk without waiting (a hint: the caller's
-/// `sync_all` is what makes the file durable).
-#[cfg(target_os = "linux")]
-#[allow(unsafe_code)]
-fn start_writeback(file: &File, offset: u64, len: u64) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: a plain syscall on an open descriptor this thread owns; no memory is passed.
-    unsafe {
-        libc::sync_file_range(
-            file.as_raw_fd(),
-            offset as libc::off64_t,
-            len as libc::off64_t,
-            libc::SYNC_FILE_RANGE_WRITE,
-        );
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn start_writeback(_: &File, _: u64, _: u64) {}
 
 #[cfg(test)]
 mod tests {

@@ -255,11 +255,12 @@ fn folder_stream(path: &Path, table: &Table, i: u16) -> io::Result<FolderStream<
     ))
 }
 
-/// Reads the files of one folder, in offset order, out of `stream`.
+/// Reads the files of one folder, in offset order, out of `stream`; what `visit` leaves of
+/// a file, and the gaps between files, are skipped without being copied.
 fn visit_folder(
-    stream: &mut dyn Read,
+    stream: &mut dyn BufRead,
     entries: &[&CabEntry],
-    visit: &mut dyn FnMut(&CabEntry, &mut dyn Read) -> io::Result<()>,
+    visit: &mut dyn FnMut(&CabEntry, &mut dyn BufRead) -> io::Result<()>,
 ) -> io::Result<()> {
     let mut at: u64 = 0;
     for e in entries.iter() {
@@ -267,12 +268,13 @@ fn visit_folder(
         if start < at {
             return Err(bad(format!("{} overlaps the file before it", e.name)));
         }
-        if io::copy(&mut (&mut *stream).take(start - at), &mut io::sink())? != start - at {
+        if super::mszip::skip(stream, start - at)? != start - at {
             return Err(cut_off(&e.name));
         }
         let mut part = (&mut *stream).take(e.size as u64);
         visit(e, &mut part)?;
-        io::copy(&mut part, &mut io::sink())?;
+        let left = part.limit();
+        super::mszip::skip(&mut part, left)?;
         if part.limit() != 0 {
             return Err(cut_off(&e.name));
         }
@@ -285,7 +287,7 @@ fn visit_folder(
 /// `visit` may read its file or not; what it leaves is skipped.
 pub(crate) fn for_each_file(
     path: &Path,
-    mut visit: impl FnMut(&CabEntry, &mut dyn Read) -> io::Result<()>,
+    mut visit: impl FnMut(&CabEntry, &mut dyn BufRead) -> io::Result<()>,
 ) -> io::Result<()> {
     let table = read_table(&mut File::open(path)?)?;
     let mut by_folder: Vec<Vec<&CabEntry>> = vec![Vec::new(); table.folder_list.len()];
@@ -304,7 +306,8 @@ pub(crate) fn for_each_file(
                 crate_cabinet = Some(crate_view(path, &table)?);
             }
             let cabinet = crate_cabinet.as_mut().expect("opened above");
-            let mut stream = cabinet.read_file(&folder_name(i))?;
+            let mut stream =
+                BufReader::with_capacity(256 * 1024, cabinet.read_file(&folder_name(i))?);
             visit_folder(&mut stream, entries, &mut visit)?;
         } else {
             let mut stream = folder_stream(path, &table, i)?;
@@ -565,6 +568,47 @@ mod tests {
             assert!(got == *bytes, "{name} differs");
         }
         assert!(read_file(&p, "absent.txt", |_| ()).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_block_whose_size_field_lies_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.cab");
+        build(&p, &[("a", text(200_000, 6))], 1);
+        let good = std::fs::read(&p).unwrap();
+        // The first CFDATA, where the folder says; its checksum zeroed (not checked), so
+        // only the inflating can tell.
+        let first = u32::from_le_bytes(good[36..40].try_into().unwrap()) as usize;
+        let said = u16::from_le_bytes([good[first + 6], good[first + 7]]);
+        for (lie, expected) in [
+            (
+                said - 1,
+                format!("it inflates to more than the {} bytes it says", said - 1),
+            ),
+            (
+                said + 1,
+                format!("inflates to {said} bytes, not the {} it says", said + 1),
+            ),
+        ] {
+            let mut bytes = good.clone();
+            bytes[first..first + 4].fill(0);
+            bytes[first + 6..first + 8].copy_from_slice(&lie.to_le_bytes());
+            std::fs::write(&p, &bytes).unwrap();
+            let err = read_file(&p, "a", |r| {
+                let mut v = Vec::new();
+                r.read_to_end(&mut v).map(|_| ())
+            })
+            .unwrap()
+            .unwrap()
+            .unwrap_err()
+            .to_string();
+            assert!(
+                err.contains("data block 1")
+                    && err.contains(&expected)
+                    && err.contains("the CAB is damaged"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

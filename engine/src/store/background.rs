@@ -67,6 +67,9 @@ impl Background {
         }
         let path = path.to_owned();
         self.spawn("checkpoint", move || {
+            // The pages copied start out for the disk while the copy goes on, so the sync
+            // that ends the checkpoint waits for fewer of them.
+            let _flush = super::writeback::Flusher::start(vec![path.clone()]);
             if let Ok(conn) = open(&path) {
                 let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
             }

@@ -9,6 +9,7 @@ mod query;
 mod schema;
 mod upstream;
 pub(crate) mod write;
+pub(crate) mod writeback;
 
 use std::path::{Path, PathBuf};
 
@@ -121,6 +122,13 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The store's write-ahead log (`<store>-wal`).
+    pub(crate) fn wal_path(&self) -> PathBuf {
+        let mut p = self.path.clone().into_os_string();
+        p.push("-wal");
+        PathBuf::from(p)
     }
 
     /// A store on a connection opened elsewhere (a background thread's), as it is.

@@ -194,7 +194,9 @@ fn load_active(conn: &rusqlite::Connection, store: &Store, source: &str) -> Resu
 }
 
 fn load_items(conn: &rusqlite::Connection, store: &Store, source: &str) -> Result<Items> {
-    let mut out = IdMap::default();
+    // Gathered in order first, so the map is sized once rather than grown (and rehashed)
+    // five or six times over half a million rows.
+    let mut rows_read: Vec<(UpdateId, (u32, ItemVerdict))> = Vec::new();
     let mut stmt = conn
         .prepare(
             "SELECT update_id, revision, verdict = 'stored' FROM catalog_items WHERE source = ?1",
@@ -210,8 +212,10 @@ fn load_items(conn: &rusqlite::Connection, store: &Store, source: &str) -> Resul
         } else {
             ItemVerdict::Excluded
         };
-        out.insert(id, (rev, v));
+        rows_read.push((id, (rev, v)));
     }
+    let mut out = IdMap::with_capacity_and_hasher(rows_read.len(), Default::default());
+    out.extend(rows_read);
     Ok(out)
 }
 

@@ -2,7 +2,7 @@
 
 mod update;
 
-pub use update::{UPDATE_NS, XmlError, parse_update};
+pub use update::{UPDATE_NS, XmlError, parse_update, parse_update_owned};
 
 /// An attribute's unescaped, trimmed value by local name; errors are plain messages.
 pub(crate) fn attr_trimmed(

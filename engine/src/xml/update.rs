@@ -174,6 +174,20 @@ fn num_attr<T: std::str::FromStr>(
 
 /// Parses one update's XML. `raw` is kept verbatim in the result.
 pub fn parse_update(raw: &str) -> Result<Update, XmlError> {
+    let mut up = parse_fields(raw)?;
+    up.raw_xml = raw.to_owned();
+    Ok(up)
+}
+
+/// Like [`parse_update`], keeping `raw` itself rather than a copy of it.
+pub fn parse_update_owned(raw: String) -> Result<Update, XmlError> {
+    let mut up = parse_fields(&raw)?;
+    up.raw_xml = raw;
+    Ok(up)
+}
+
+/// Everything but the kept XML.
+fn parse_fields(raw: &str) -> Result<Update, XmlError> {
     let mut reader = NsReader::from_str(raw);
     reader.config_mut().check_end_names = true;
 
@@ -299,7 +313,6 @@ pub fn parse_update(raw: &str) -> Result<Update, XmlError> {
             offset: 0,
         });
     }
-    up.raw_xml = raw.to_owned();
     Ok(up)
 }
 

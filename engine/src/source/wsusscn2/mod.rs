@@ -38,7 +38,7 @@ use super::{CatalogSource, Fetched, Listing};
 use crate::error::{Error, Result};
 use crate::filter::LanguageSelection;
 use crate::model::{Identity, RelationKind, Update, UpdateId, UpdateRef};
-use crate::xml::{UPDATE_NS, parse_update};
+use crate::xml::{UPDATE_NS, parse_update_owned};
 
 /// The walk's own maps, keyed by RevisionId, cab or digest: hundreds of thousands of
 /// lookups per fragment cab, so a fast hasher (foldhash, seeded per map).
@@ -556,7 +556,12 @@ impl Walk<'_, '_> {
             }
         }
         let entry = self.entry(rid);
-        let mut doc = String::with_capacity(4096);
+        // Sized for what goes in, so the document is not grown (and copied) on the way.
+        let parts: usize = (core.iter().chain(f.extended.iter()).chain(raw.iter()))
+            .chain(f.localized.iter())
+            .map(String::len)
+            .sum();
+        let mut doc = String::with_capacity(parts + 1024);
         doc.push_str("<Update xmlns=\"");
         doc.push_str(std::str::from_utf8(UPDATE_NS).expect("ASCII"));
         doc.push('"');
@@ -611,7 +616,7 @@ impl Walk<'_, '_> {
             doc.push_str("</OfflineSyncPackageEntry>");
         }
         doc.push_str("</Update>");
-        let mut u = parse_update(&doc).map_err(|e| self.err(item(self), e.to_string()))?;
+        let mut u = parse_update_owned(doc).map_err(|e| self.err(item(self), e.to_string()))?;
         if u.identity != id {
             return Err(self.err(
                 item(self),
@@ -627,10 +632,9 @@ impl Walk<'_, '_> {
         self.merge(entry, &mut u);
         // What package.xml added goes into the stored XML too, so it reads back the same
         // (from this store, or from an export of it).
-        let mut patched = false;
+        let mut doc = std::mem::take(&mut u.raw_xml);
         if u.categories.len() > cats || u.relations.len() > rels {
             patch_relationships(&mut doc, &u.categories[cats..], &u.relations[rels..]);
-            patched = true;
         }
         for (had, name, value) in [
             (dated, "CreationDate", &u.creation_date),
@@ -641,12 +645,10 @@ impl Walk<'_, '_> {
             ),
         ] {
             if let Some(v) = value.as_deref().filter(|_| !had) {
-                patched |= patch_property(&mut doc, name, v);
+                patch_property(&mut doc, name, v);
             }
         }
-        if patched {
-            u.raw_xml = doc;
-        }
+        u.raw_xml = doc;
         Ok(u)
     }
 
