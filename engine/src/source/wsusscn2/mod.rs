@@ -789,11 +789,9 @@ impl Walk<'_, '_> {
     }
 }
 
-/// Writes categories and relations into the `Relationships` of an assembled revision (the
-/// part before its `LocalizedPropertiesCollection`), creating the containers it lacks in
-/// schema order: `Prerequisites`, `BundledUpdates`, `SupersededUpdates`.
-/// Adds `name="value"` to the core fragment's `Properties` element; `false` if it has none.
-fn patch_property(doc: &mut String, name: &str, value: &str) -> bool {
+/// Adds `name="value"` to the core fragment's `Properties` element; a document without one
+/// is left as it is.
+fn patch_property(doc: &mut String, name: &str, value: &str) {
     let core_end = doc
         .find("<LocalizedPropertiesCollection>")
         .unwrap_or(doc.len());
@@ -807,13 +805,15 @@ fn patch_property(doc: &mut String, name: &str, value: &str) -> bool {
             )
         })
     else {
-        return false;
+        return;
     };
     let attr = format!(" {name}=\"{}\"", quick_xml::escape::escape(value));
     doc.insert_str(i + 11, &attr);
-    true
 }
 
+/// Writes categories and relations into the `Relationships` of an assembled revision (the
+/// part before its `LocalizedPropertiesCollection`), creating the containers it lacks in
+/// schema order: `Prerequisites`, `BundledUpdates`, `SupersededUpdates`.
 fn patch_relationships(doc: &mut String, cats: &[UpdateId], rels: &[(RelationKind, UpdateRef)]) {
     let mut prereq = String::new();
     let mut any = String::new();
